@@ -1,0 +1,60 @@
+"""Stored chapters: paired with their py:percent twin, executed top to bottom, and following the anatomy."""
+
+import json
+from pathlib import Path
+
+import jupytext
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "chapters").glob("[0-9][0-9]_*.ipynb"))
+IDS = [p.stem for p in NOTEBOOKS]
+
+
+def _code_cells(nb):
+    return [c for c in nb["cells"] if c["cell_type"] == "code" and "".join(c["source"]).strip()]
+
+
+def test_there_are_chapters():
+    assert NOTEBOOKS, "no chapters found"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_ipynb_and_py_twin_hold_the_same_cells(path):
+    twin = path.with_suffix(".py")
+    assert twin.exists(), f"{twin.name} is missing (jupytext --sync {path.name})"
+    expected = jupytext.writes(jupytext.read(path), fmt="py:percent")
+    assert twin.read_text() == expected, f"{path.name} and {twin.name} differ: run `jupytext --sync` and re-execute"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_stored_notebook_was_executed_top_to_bottom_without_errors(path):
+    nb = json.loads(path.read_text())
+    counts = [c.get("execution_count") for c in _code_cells(nb)]
+    assert None not in counts, f"{path.name}: some code cells were never executed"
+    assert counts == list(range(1, len(counts) + 1)), f"{path.name}: not one fresh run top to bottom: {counts}"
+    errors = [o for c in _code_cells(nb) for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    assert not errors, f"{path.name}: stored error output {errors[0].get('ename')}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_chapter_anatomy(path):
+    nb = json.loads(path.read_text())
+    src = "\n".join("".join(c["source"]) for c in nb["cells"])
+    code = _code_cells(nb)
+    assert "NBVAL_CHECK_OUTPUT" in src, "derivations need numeric verdict cells"
+    assert "ipywidgets" in src, "every chapter has at least one widget"
+    assert "utils.exercises" in src, "exercises are checked by utils.exercises"
+    assert any("source_hidden" in json.dumps(c.get("metadata", {})) for c in nb["cells"]), "solutions are collapsed"
+    assert any("slideshow" in c.get("metadata", {}) for c in nb["cells"]), "slide metadata for presenting"
+    first = "".join(code[0]["source"])
+    assert "seed_everything" in first and "get_profile" in first, "first code cell prints profile/device and seeds"
+    pngs = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
+    assert pngs >= 3, "stored figures for readers on GitHub"
+    assert path.stat().st_size < 3 * 2**20, "keep a chapter under 3 MiB"
+    for c in code:
+        s = "".join(c["source"])
+        assert "!pip" not in s and ".cuda()" not in s
+        tags = c.get("metadata", {}).get("tags", [])
+        if "interact" in s or "widgets." in s:
+            assert "nbval-ignore-output" in tags or "NBVAL_IGNORE_OUTPUT" in s, "widget cells ignore their output"

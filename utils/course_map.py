@@ -1,0 +1,94 @@
+"""The course map: which paper builds on which, and which chapter teaches it (drawn by code)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+
+
+@dataclass(frozen=True)
+class Node:
+    key: str
+    title: str
+    paper: str
+    chapter: str  # "00".."06" or "later"
+    x: float
+    y: float
+
+
+NODES = (
+    Node("toolkit", "Toolkit", "Gaussians, KL, data", "00", 0.0, 2.0),
+    Node("sgld", "Langevin in ML", "Welling & Teh 2011", "02", 0.0, 0.0),
+    Node("neq", "Non-equilibrium\nthermodynamics", "Sohl-Dickstein et al. 2015", "01", 1.7, 3.3),
+    Node("ncsn", "Score networks +\nannealed Langevin", "Song & Ermon 2019, 2020", "02", 1.7, 0.0),
+    Node("ddpm", "DDPM", "Ho et al. 2020", "03", 3.4, 2.0),
+    Node("iddpm", "Improved DDPM\n(cosine, learned Σ)", "Nichol & Dhariwal 2021", "03", 5.1, 3.3),
+    Node("ddim", "DDIM", "Song, Meng & Ermon 2021", "04", 5.1, 2.0),
+    Node("sde", "Score SDEs,\nprobability-flow ODE", "Song et al. 2021", "05", 5.1, 0.3),
+    Node("cg", "Classifier guidance", "Dhariwal & Nichol 2021", "06", 6.8, 3.3),
+    Node("cfg", "Classifier-free\nguidance", "Ho & Salimans 2022", "06", 8.5, 3.3),
+    Node("solvers", "Fast ODE solvers", "DPM-Solver and others, 2022", "later", 7.2, 1.15),
+    Node("flow", "Flow matching,\nrectified flow", "Lipman; Liu et al. 2023", "later", 8.5, 0.0),
+    Node("ldm", "Latent diffusion", "Rombach et al. 2022", "later", 10.2, 2.0),
+)
+
+EDGES = (
+    ("toolkit", "neq"), ("toolkit", "ncsn"), ("sgld", "ncsn"), ("neq", "ddpm"), ("ncsn", "ddpm"), ("ddpm", "iddpm"),
+    ("ddpm", "ddim"), ("ddpm", "sde"), ("ncsn", "sde"), ("iddpm", "cg"), ("cg", "cfg"), ("ddim", "solvers"),
+    ("sde", "solvers"), ("sde", "flow"), ("cfg", "ldm"), ("solvers", "ldm"),
+)
+
+CHAPTER_FILES = {
+    "00": "00_toolkit.ipynb", "01": "01_nonequilibrium_thermodynamics.ipynb", "02": "02_score_matching_langevin.ipynb",
+    "03": "03_ddpm.ipynb", "04": "04_ddim.ipynb", "05": "05_score_sde.ipynb", "06": "06_guidance.ipynb",
+}
+
+_COLOURS = {"00": "#e8e8e8", "01": "#fde0c5", "02": "#d9ead3", "03": "#cfe2f3", "04": "#d9d2e9",
+            "05": "#fff2cc", "06": "#f4cccc", "later": "#ffffff"}
+
+
+def check_map() -> None:
+    """Every edge joins known nodes, and every edge points forward or sideways in time (left to right)."""
+    nodes = {n.key: n for n in NODES}
+    for a, b in EDGES:
+        if a not in nodes or b not in nodes:
+            raise ValueError(f"edge {a!r} -> {b!r} names an unknown node")
+        if nodes[b].x < nodes[a].x:
+            raise ValueError(f"edge {a!r} -> {b!r} points backwards")
+
+
+def _box_exit(a: Node, b: Node, width: float, height: float) -> tuple[float, float]:
+    """Where the segment from a's centre towards b's centre leaves a's box (plus a small gap)."""
+    dx, dy = b.x - a.x, b.y - a.y
+    scale = min((width / 2 + 0.04) / abs(dx) if dx else float("inf"), (height / 2 + 0.04) / abs(dy) if dy else float("inf"))
+    return a.x + scale * dx, a.y + scale * dy
+
+
+def draw_course_map(ax=None, width: float = 1.5, height: float = 0.8):
+    """Draw the map on ``ax`` (a new 14x6 figure if None) and return the axes."""
+    check_map()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(15, 5.6))
+    nodes = {n.key: n for n in NODES}
+    for a, b in EDGES:
+        start, end = _box_exit(nodes[a], nodes[b], width, height), _box_exit(nodes[b], nodes[a], width, height)
+        ax.add_patch(FancyArrowPatch(start, end, arrowstyle="-|>", mutation_scale=14, color="#555555", lw=1.2,
+                                     shrinkA=1, shrinkB=1, zorder=1))
+    for n in NODES:
+        dashed = n.chapter == "later"
+        ax.add_patch(FancyBboxPatch((n.x - width / 2, n.y - height / 2), width, height,
+                                    boxstyle="round,pad=0.02,rounding_size=0.08", fc=_COLOURS[n.chapter],
+                                    ec="#333333", lw=1.0, ls="--" if dashed else "-", zorder=2))
+        label = "later chapter" if dashed else f"chapter {n.chapter}"
+        ax.text(n.x, n.y + 0.13, n.title, ha="center", va="center", fontsize=9, weight="bold", zorder=3)
+        ax.text(n.x, n.y - 0.24, f"{n.paper}\n{label}", ha="center", va="center", fontsize=7.5, zorder=3,
+                color="#333333")
+    xs, ys = [n.x for n in NODES], [n.y for n in NODES]
+    ax.set_xlim(min(xs) - 0.85, max(xs) + 0.85)
+    ax.set_ylim(min(ys) - 0.6, max(ys) + 0.6)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    ax.set_title("Diffusion models, from first principles — how the papers (and chapters) connect", fontsize=11)
+    return ax
