@@ -1,9 +1,10 @@
 """Stored chapters: paired with their py:percent twin, executed top to bottom, and following the anatomy."""
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
-import jupytext
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,7 +24,9 @@ def test_there_are_chapters():
 def test_ipynb_and_py_twin_hold_the_same_cells(path):
     twin = path.with_suffix(".py")
     assert twin.exists(), f"{twin.name} is missing (jupytext --sync {path.name})"
-    expected = jupytext.writes(jupytext.read(path), fmt="py:percent")
+    # the documented check: jupytext --to py:percent -o - X.ipynb | diff X.py -
+    expected = subprocess.run([sys.executable, "-m", "jupytext", "--to", "py:percent", "-o", "-", str(path)],
+                              capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert twin.read_text() == expected, f"{path.name} and {twin.name} differ: run `jupytext --sync` and re-execute"
 
 

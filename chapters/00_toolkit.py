@@ -1,0 +1,444 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3 (ipykernel)
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# # 00 — Toolkit: Gaussians, KL, the data, and a first look at noising
+#
+# *Diffusion models, from first principles* — chapter 00.
+#
+# **What you will learn**
+# - the three facts about Gaussians that every diffusion paper uses: the reparameterisation trick, the KL
+#   divergence between two Gaussians in closed form, and what happens when you scale a Gaussian and add
+#   Gaussian noise (it stays Gaussian — and two noising steps are one noising step);
+# - Bayes' rule for Gaussians, which gives the best possible denoiser of Gaussian data;
+# - the data sets of the course: 2-D toys, an analytic Gaussian mixture whose score is exact at every
+#   noise level, and real handwritten digits;
+# - what "noising" looks like, with a slider for the time `t`;
+# - the course map: how the papers relate and which chapter teaches each.
+#
+# **Prerequisites**: Python, a little PyTorch, probability at the level of "mean, variance, density".
+#
+# **Where this sits**: the start. Every later chapter uses the notation and the functions introduced here.
+
+# %% slideshow={"slide_type": "skip"}
+# %matplotlib inline
+import math
+import time
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import torch
+
+from utils import data, forward, gaussians, oracles, schedules, viz
+from utils.config import environment_report, get_device, get_profile, seed_everything
+from utils.course_map import draw_course_map
+
+print(f"profile: {get_profile()}   device: {get_device()}")
+gen = seed_everything(0)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 1. Your environment
+#
+# The course runs in three *profiles* (set `COURSE_PROFILE`, or let the course choose `gpu` when CUDA is
+# present and `cpu` otherwise): `smoke` (tiny, for CI), `cpu` (2-D toys and 8x8 digits, about a minute of
+# training per model — the stored outputs of every chapter come from this profile), and `gpu` (28x28
+# MNIST, full-size networks). The same code runs in all three; only sizes change.
+
+# %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
+for key, value in environment_report().items():
+    print(f"{key:>10}: {value}")
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 2. Sampling a Gaussian, and the reparameterisation trick
+#
+# A scalar Gaussian $x \sim \mathcal N(\mu, s^2)$ can be drawn by drawing a *standard* normal
+# $\varepsilon \sim \mathcal N(0, 1)$ and setting
+#
+# $$x = \mu + s\,\varepsilon .$$
+#
+# Why this is right: an affine map of a Gaussian is Gaussian, with
+# $\mathbb E[x] = \mu + s\,\mathbb E[\varepsilon] = \mu$ and
+# $\operatorname{Var}[x] = s^2 \operatorname{Var}[\varepsilon] = s^2$.
+#
+# The trick is what it does to gradients. An expectation $\mathbb E_{x\sim\mathcal N(\mu,s^2)}[f(x)]$ depends
+# on $\mu, s$ through the *distribution*; rewritten as $\mathbb E_{\varepsilon}[f(\mu + s\varepsilon)]$, the
+# parameters sit inside $f$, so
+#
+# $$\frac{\partial}{\partial \mu}\,\mathbb E[f(x)] = \mathbb E_\varepsilon[f'(\mu+s\varepsilon)], \qquad
+#   \frac{\partial}{\partial s}\,\mathbb E[f(x)] = \mathbb E_\varepsilon[f'(\mu+s\varepsilon)\,\varepsilon],$$
+#
+# and a Monte Carlo average of autograd gradients is an unbiased estimate. For $f(x) = x^2$ we know the
+# answer in closed form: $\mathbb E[x^2] = \mu^2 + s^2$, so the gradients are $2\mu$ and $2s$. Diffusion
+# training uses exactly this: $x_t = \alpha_t x_0 + \sigma_t \varepsilon$ is a reparameterised sample.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+mu = torch.tensor(0.7, dtype=torch.float64, requires_grad=True)
+s = torch.tensor(1.3, dtype=torch.float64, requires_grad=True)
+eps = torch.randn(400_000, generator=gen, dtype=torch.float64)
+x = mu + s * eps                                   # reparameterised sample
+print("sample mean matches mu:", abs(x.mean().item() - 0.7) < 0.01)
+print("sample std matches s:  ", abs(x.std().item() - 1.3) < 0.01)
+(x**2).mean().backward()                           # Monte Carlo estimate of E[x^2]
+print("d/dmu E[x^2] = 2 mu:   ", abs(mu.grad.item() - 2 * 0.7) < 0.02)
+print("d/ds  E[x^2] = 2 s:    ", abs(s.grad.item() - 2 * 1.3) < 0.02)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 3. The KL divergence between two Gaussians
+#
+# Diffusion objectives are sums of KL divergences between Gaussians. For
+# $p = \mathcal N(\mu_1, v_1)$ and $q = \mathcal N(\mu_2, v_2)$ (variances $v$), with
+# $\log \mathcal N(x;\mu,v) = -\tfrac12\left[\log(2\pi v) + (x-\mu)^2/v\right]$:
+#
+# $$\mathrm{KL}(p\,\|\,q) = \mathbb E_p\!\left[\log p(x) - \log q(x)\right]
+# = \tfrac12\,\mathbb E_p\!\left[\log\tfrac{v_2}{v_1} - \tfrac{(x-\mu_1)^2}{v_1} + \tfrac{(x-\mu_2)^2}{v_2}\right].$$
+#
+# Under $p$: $\mathbb E_p[(x-\mu_1)^2] = v_1$, and writing $x - \mu_2 = (x-\mu_1) + (\mu_1-\mu_2)$,
+# $\mathbb E_p[(x-\mu_2)^2] = v_1 + (\mu_1-\mu_2)^2$ (the cross term has mean zero). Hence
+#
+# $$\boxed{\mathrm{KL}\big(\mathcal N(\mu_1,v_1)\,\|\,\mathcal N(\mu_2,v_2)\big)
+# = \tfrac12\left[\log\frac{v_2}{v_1} + \frac{v_1 + (\mu_1-\mu_2)^2}{v_2} - 1\right].}$$
+#
+# For $D$ independent coordinates the KL is the sum over coordinates. Two things to notice, both used in
+# chapter 03: if the variances are equal, the KL is $\frac{(\mu_1-\mu_2)^2}{2v}$ — a squared error; and
+# it is $0$ only when the two Gaussians are identical.
+
+# %% slideshow={"slide_type": "subslide"}
+def kl_inline(m1, v1, m2, v2):
+    """The boxed formula, elementwise."""
+    return 0.5 * (torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
+
+
+# %% slideshow={"slide_type": "-"}
+# NBVAL_CHECK_OUTPUT
+m1, v1, m2, v2 = (torch.tensor(v, dtype=torch.float64) for v in (0.3, 0.5, -0.4, 1.7))
+x = m1 + v1.sqrt() * torch.randn(400_000, generator=gen, dtype=torch.float64)
+kl_mc = (gaussians.log_normal(x, m1, v1) - gaussians.log_normal(x, m2, v2)).mean()
+print("closed form matches Monte Carlo:", abs(kl_inline(m1, v1, m2, v2) - kl_mc).item() < 0.01)
+print("inline formula == utils.gaussians.kl_normal:", torch.allclose(kl_inline(m1, v1, m2, v2), gaussians.kl_normal(m1, v1, m2, v2)))
+grid = torch.linspace(-3, 3, 61, dtype=torch.float64)
+print("KL >= 0 everywhere on a grid of means:", bool((kl_inline(m1, v1, grid, v2) >= 0).all()))
+print("equal variances give (m1 - m2)^2 / (2 v):",
+      torch.allclose(kl_inline(m1, v2, m2, v2), (m1 - m2) ** 2 / (2 * v2)))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 4. Scaling and adding noise: Gaussians stay Gaussian
+#
+# Let $x_0 \sim \mathcal N(m, s^2)$ and, independently, $\varepsilon \sim \mathcal N(0,1)$. Then
+# $x = a\,x_0 + b\,\varepsilon$ is a sum of independent Gaussians, hence Gaussian, with
+#
+# $$\mathbb E[x] = a m, \qquad \operatorname{Var}[x] = a^2 s^2 + b^2 .$$
+#
+# **Two noising steps are one noising step.** Diffusion's forward step (Ho et al. 2020, Eq. 2) is
+# $x_n = \sqrt{1-\beta_n}\,x_{n-1} + \sqrt{\beta_n}\,\varepsilon_n$. Two of them give
+#
+# $$x_2 = \sqrt{1-\beta_2}\sqrt{1-\beta_1}\,x_0 + \underbrace{\sqrt{1-\beta_2}\sqrt{\beta_1}\,\varepsilon_1
+#   + \sqrt{\beta_2}\,\varepsilon_2}_{\text{Gaussian, variance } (1-\beta_2)\beta_1 + \beta_2}
+#   \quad\Longrightarrow\quad x_2 = \sqrt{\bar\alpha_2}\,x_0 + \sqrt{1-\bar\alpha_2}\,\varepsilon,$$
+#
+# because $(1-\beta_2)\beta_1 + \beta_2 = 1 - (1-\beta_1)(1-\beta_2) = 1-\bar\alpha_2$ with
+# $\bar\alpha_n = \prod_{i\le n}(1-\beta_i)$. By induction, $n$ steps are one step with
+# $x_n = \sqrt{\bar\alpha_n}\,x_0 + \sqrt{1-\bar\alpha_n}\,\varepsilon$. The variance of a unit-variance
+# signal stays exactly 1 at every step — hence the name *variance preserving*.
+#
+# ### Notation used in the whole course
+#
+# Papers disagree about symbols (DDPM's $\alpha_t$ is $1-\beta_t$; DDIM's $\alpha_t$ is DDPM's $\bar\alpha_t$).
+# The course fixes one set of names, in maths and in code alike (`utils/schedules.py` holds the table):
+#
+# | maths | code | meaning |
+# |---|---|---|
+# | $\bar\alpha_t$ | `alpha_bar(t)` | fraction of signal *variance* left at time $t$ |
+# | $\alpha_t = \sqrt{\bar\alpha_t}$ | `alpha(t)` | signal coefficient: $x_t = \alpha_t x_0 + \sigma_t\varepsilon$ |
+# | $\sigma_t = \sqrt{1-\bar\alpha_t}$ | `sigma(t)` | noise coefficient |
+# | $\lambda_t = \log(\alpha_t/\sigma_t)$ | `lam(t)` | half the log signal-to-noise ratio |
+# | $\beta_n$ (DDPM, $n = 1..T$) | `betas[n-1]` | per-step noise; $1-\beta_n = \bar\alpha_n/\bar\alpha_{n-1}$ |
+#
+# Time is continuous, $t\in[0,1]$; **DDPM's step $n$ of $T$ is $t = n/T$**, and
+# `alpha_bar(n / T)` equals the paper's $\bar\alpha_n$ exactly.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+sch = schedules.ddpm_linear(T=1000)
+x0 = 0.5 + 0.3 * torch.randn(200_000, 1, generator=gen, dtype=torch.float64)   # x_0 ~ N(0.5, 0.3^2)
+x = x0
+for n in range(1, 3):                                                            # two single steps
+    x = forward.q_step(sch, x, (n - 1) / 1000, n / 1000, generator=gen)
+x_direct, _ = forward.q_sample(sch, x0, 2 / 1000, generator=gen)                # one jump to n = 2
+ab2 = (1 - sch.betas[0]) * (1 - sch.betas[1])
+print("alpha_bar(2/T) is the product of (1 - beta):", torch.allclose(sch.alpha_bar(torch.tensor(2 / 1000, dtype=torch.float64)), ab2))
+for name, sample in (("two steps", x), ("one jump ", x_direct)):
+    mean_ok = abs(sample.mean().item() - ab2.sqrt().item() * 0.5) < 0.005
+    var_ok = abs(sample.var().item() - (ab2 * 0.09 + 1 - ab2).item()) < 0.005
+    print(f"{name}: mean a*m and variance a^2 s^2 + b^2 match:", mean_ok and var_ok)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 5. Bayes' rule for Gaussians: the best denoiser of Gaussian data
+#
+# Suppose $x_0 \sim \mathcal N(m, s^2)$ and we observe $x_t = \alpha x_0 + \sigma\varepsilon$. The pair
+# $(x_0, x_t)$ is jointly Gaussian with $\operatorname{Cov}[x_0, x_t] = \alpha s^2$ and
+# $\operatorname{Var}[x_t] = \alpha^2 s^2 + \sigma^2$, so the conditional mean is the linear regression
+#
+# $$\mathbb E[x_0 \mid x_t] = m + \frac{\alpha s^2}{\alpha^2 s^2 + \sigma^2}\,(x_t - \alpha m),
+# \qquad \operatorname{Var}[x_0\mid x_t] = s^2 - \frac{\alpha^2 s^4}{\alpha^2 s^2 + \sigma^2}
+# = \frac{s^2\sigma^2}{\alpha^2 s^2+\sigma^2}.$$
+#
+# $\mathbb E[x_0\mid x_t]$ is the denoiser with the smallest squared error — what a diffusion network is
+# trained to approximate. For Gaussian data it is known exactly; `utils.oracles` has it (and the exact
+# denoisers of Gaussian mixtures and of finite data sets), and the tests use these oracles to check every
+# sampler. The check below fits the regression on simulated pairs and compares.
+
+# %% slideshow={"slide_type": "subslide"}
+# NBVAL_CHECK_OUTPUT
+m, s_data, t = 0.5, 0.3, 0.4
+a, sig = sch.alpha(torch.tensor(t)).item(), sch.sigma(torch.tensor(t)).item()
+x0 = m + s_data * torch.randn(400_000, 1, generator=gen, dtype=torch.float64)
+xt, _ = forward.q_sample(sch, x0, t, generator=gen)
+cov = torch.cov(torch.cat([x0, xt], 1).T)
+slope_mc, resid_mc = cov[0, 1] / cov[1, 1], cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1]
+slope = a * s_data**2 / (a**2 * s_data**2 + sig**2)
+print("regression slope matches alpha s^2 / (alpha^2 s^2 + sigma^2):", abs(slope_mc.item() - slope) < 0.005)
+print("residual variance matches s^2 sigma^2 / (alpha^2 s^2 + sigma^2):",
+      abs(resid_mc.item() - s_data**2 * sig**2 / (a**2 * s_data**2 + sig**2)) < 0.002)
+oracle = oracles.gaussian_denoiser(torch.tensor([m]), torch.tensor([[s_data**2]]), sch)
+probe = torch.tensor([[-1.0], [0.0], [0.3], [2.0]], dtype=torch.float64)
+print("formula == utils.oracles.gaussian_denoiser:",
+      torch.allclose(oracle.x0(probe, t), m + slope * (probe - a * m), atol=1e-6))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 6. The data of the course
+#
+# Nothing is downloaded in the `cpu` profile: the 2-D toys are generated, the Gaussian mixture is defined
+# by formulas, and the digits ship with scikit-learn (1,797 real 8x8 handwritten digits, E. Alpaydin &
+# C. Kaynak, UCI, 1998), scaled to $[-1, 1]$ with a fixed train/test split. The `gpu` profile uses
+# 28x28 MNIST (LeCun et al. 1998), downloaded once and verified by checksum.
+#
+# ### 2-D toys
+# The Swiss roll is the 2-D data of Sohl-Dickstein et al. (2015, Figure 1); the others are the usual
+# test beds: separated modes (8 Gaussians), thin curved manifolds (moons), sharp edges (checkerboard).
+
+# %% slideshow={"slide_type": "subslide"}
+fig, axes = plt.subplots(1, 4, figsize=(13, 3.3))
+for ax, name in zip(axes, data.TOY_NAMES):
+    viz.plot_points(data.toy(name, 3000, generator=gen), ax=ax, title=name, lim=3.0)
+plt.tight_layout()
+viz.save_figure(fig, "ch00_toys.png")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### The analytic testbed: a Gaussian mixture, exact at every noise level
+#
+# If $x_0$ follows a mixture $\sum_k w_k \mathcal N(\mu_k, \Sigma_k)$, then by section 4 the noised
+# variable $x_t = \alpha_t x_0 + \sigma_t \varepsilon$ follows $\sum_k w_k\,\mathcal N(\alpha_t\mu_k,\,
+# \alpha_t^2\Sigma_k + \sigma_t^2 I)$ — its density, its score $\nabla_x \log p_t(x)$ and its ideal
+# denoiser are all known exactly. Later chapters use it to separate *learning* errors from
+# *discretisation* errors: with the exact score, any remaining error is the sampler's.
+
+# %% slideshow={"slide_type": "-"}
+mix = data.analytic_mixture()
+xx, yy = torch.meshgrid(torch.linspace(-3, 3, 120), torch.linspace(-3, 3, 120), indexing="xy")
+grid_pts = torch.stack([xx.flatten(), yy.flatten()], 1)
+fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+for ax, t in zip(axes, (0.0, 0.3, 0.6)):
+    dens = mix.log_prob_t(grid_pts, sch, t).exp().reshape(120, 120)
+    ax.contourf(xx, yy, dens, levels=20, cmap="Blues")
+    viz.plot_vector_field(lambda p: mix.score_t(p, sch, t), ax=ax, lim=3.0, n=15)
+    ax.set_title(f"p_t and its score, t = {t}")
+plt.tight_layout()
+plt.show()
+
+# %% slideshow={"slide_type": "-"}
+# NBVAL_CHECK_OUTPUT
+p = torch.randn(64, 2, generator=gen, dtype=torch.float64).requires_grad_(True)
+(grad,) = torch.autograd.grad(mix.log_prob_t(p, sch, 0.3).sum(), p)
+print("exact score == autograd of the exact log-density:", torch.allclose(mix.score_t(p.detach(), sch, 0.3), grad, atol=1e-8))
+cell = (xx[0, 1] - xx[0, 0]).item() ** 2
+print("density integrates to 1 on the grid:", abs(mix.log_prob_t(grid_pts, sch, 0.3).exp().sum().item() * cell - 1) < 0.02)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### Handwritten digits
+# Eight by eight pixels, 17 grey levels — small enough to train a real diffusion model on a laptop CPU
+# in a minute, real enough that mistakes show.
+
+# %% slideshow={"slide_type": "-"}
+digits = data.image_data()
+print(digits)
+fig, ax = plt.subplots(figsize=(7, 3.6))
+order = torch.argsort(digits.train_y[:200], stable=True)[:40]
+viz.show_images(digits.train_x[order], nrow=10, ax=ax, title="training images, sorted by label")
+plt.show()
+
+# %% slideshow={"slide_type": "-"}
+# NBVAL_CHECK_OUTPUT
+x_tr, y_tr = digits.train_x, digits.train_y
+print("images are (N, 1, H, W) in [-1, 1]:", bool(x_tr.dim() == 4 and x_tr.shape[1] == 1 and x_tr.min() >= -1 and x_tr.max() <= 1))
+print("labels are the ten digits:", sorted(y_tr.unique().tolist()) == list(range(10)))
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 7. A first look at noising
+#
+# The forward process $x_t = \alpha_t x_0 + \sigma_t\varepsilon$ with DDPM's linear schedule
+# (Ho et al. 2020: $\beta$ from $10^{-4}$ to $0.02$, $T = 1000$) and the cosine schedule of Nichol &
+# Dhariwal (2021, Eq. 17). The left panel shows how much signal variance $\bar\alpha_t$ is left; the
+# right one the log signal-to-noise ratio $2\lambda_t$ — chapter 03 explains why the cosine schedule,
+# which destroys information more slowly, trains better at low resolution.
+
+# %% slideshow={"slide_type": "subslide"}
+lin, cos = schedules.ddpm_linear(1000), schedules.cosine(1000)
+tt = torch.linspace(0.001, 1, 500, dtype=torch.float64)
+fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+for sc, label in ((lin, "linear (DDPM)"), (cos, "cosine (IDDPM)")):
+    axes[0].plot(tt, sc.alpha_bar(tt), label=label)
+    axes[1].plot(tt, 2 * sc.lam(tt), label=label)
+axes[0].set(xlabel="t", ylabel=r"$\bar\alpha_t$", title="signal variance left")
+axes[1].set(xlabel="t", ylabel=r"$\log(\alpha_t^2/\sigma_t^2)$", title="log SNR")
+axes[0].legend()
+plt.tight_layout()
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The same fixed noise $\varepsilon$ for every $t$, so you watch one sample travel from data to noise.
+
+# %% slideshow={"slide_type": "-"}
+image = digits.train_x[:8]
+cloud = data.toy("swiss_roll", 1500, generator=gen)
+eps_img = torch.randn(image.shape, generator=gen)
+eps_cloud = torch.randn(cloud.shape, generator=gen)
+
+
+def noising_figure(t: float, schedule=lin):
+    """Noise the fixed digits and Swiss roll to time t (the same ε at every t) and draw both."""
+    x_img, _ = forward.q_sample(schedule, image, t, eps=eps_img)
+    x_cloud, _ = forward.q_sample(schedule, cloud, t, eps=eps_cloud)
+    fig, axes = plt.subplots(1, 2, figsize=(8, 3.2), gridspec_kw={"width_ratios": [2, 1]})
+    viz.show_images(x_img, nrow=4, ax=axes[0], title=f"digits at t = {t:.2f}")
+    viz.plot_points(x_cloud, ax=axes[1], lim=3.5, title=f"alpha = {schedule.alpha(torch.tensor(t)):.2f}, sigma = {schedule.sigma(torch.tensor(t)):.2f}")
+    plt.tight_layout()
+    return fig
+
+
+ts_show = (0.0, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
+fig, axes = plt.subplots(2, len(ts_show), figsize=(2.2 * len(ts_show), 4.6))
+for j, t in enumerate(ts_show):
+    x_img, _ = forward.q_sample(lin, image[:1], t, eps=eps_img[:1])
+    x_cloud, _ = forward.q_sample(lin, cloud, t, eps=eps_cloud)
+    viz.show_images(x_img, nrow=1, ax=axes[0, j], title=f"t = {t}")
+    viz.plot_points(x_cloud, ax=axes[1, j], lim=3.5, s=1)
+fig.suptitle("forward process, linear schedule: one digit and the Swiss roll")
+plt.tight_layout()
+viz.save_figure(fig, "ch00_noising.png")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Widget** — drag `t` (and switch schedules). The figure above is the static version for readers on
+# GitHub. The computation is `utils.forward.q_sample` (tested against simulation in `tests/`); the widget
+# only redraws.
+
+# %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
+start = time.perf_counter()
+plt.close(noising_figure(0.5))
+print(f"one redraw takes {time.perf_counter() - start:.3f} s")
+schedule_choice = widgets.Dropdown(options=[("linear", lin), ("cosine", cos)], description="schedule")
+_ = widgets.interact(lambda t, schedule: (noising_figure(t, schedule), plt.show()),
+                     t=widgets.FloatSlider(value=0.3, min=0.0, max=1.0, step=0.01), schedule=schedule_choice)
+
+# %% slideshow={"slide_type": "-"}
+# NBVAL_CHECK_OUTPUT
+x_end, _ = forward.q_sample(lin, cloud, 1.0, eps=eps_cloud)
+print("at t = 1 almost no signal is left (alpha_1 < 0.01):", lin.alpha(torch.tensor(1.0)).item() < 0.01)
+print("and the cloud is standard normal (|mean| < 0.1, |std - 1| < 0.1):",
+      x_end.mean().abs().item() < 0.1 and abs(x_end.std().item() - 1) < 0.1)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 8. The course map
+#
+# Each box is a paper (or a family of papers), each arrow "builds directly on". The chapters follow the
+# arrows. The figure is drawn by `utils.course_map` and saved to `figures/course_map.png` (README shows it).
+
+# %% slideshow={"slide_type": "-"}
+fig, ax = plt.subplots(figsize=(15, 5.6))
+draw_course_map(ax)
+viz.save_figure(fig, "course_map.png")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "-"}
+# | chapter | what it adds | paper(s) |
+# |---|---|---|
+# | 01 | learn to reverse a slow noising process; the variational bound | Sohl-Dickstein et al. 2015 |
+# | 02 | scores, Langevin dynamics, noise-conditional score networks | Welling & Teh 2011; Song & Ermon 2019, 2020 |
+# | 03 | DDPM: ε-prediction, the simple loss, the cosine schedule | Ho et al. 2020; Nichol & Dhariwal 2021 |
+# | 04 | DDIM: the same model, deterministic and fast sampling | Song, Meng & Ermon 2021 |
+# | 05 | the continuous-time view: SDEs, the probability-flow ODE, exact likelihood | Song et al. 2021 |
+# | 06 | steering samples: classifier and classifier-free guidance | Dhariwal & Nichol 2021; Ho & Salimans 2022 |
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## 9. Exercises
+#
+# Each exercise has a checker in `utils.exercises.ch00`. Write your answer in the cell, run the checker;
+# the reference solution is in the collapsed cell below each one (click to expand).
+#
+# **Exercise 1 — reparameterise.** Write `reparameterise(mean, std, eps)` returning a sample of
+# $\mathcal N(\text{mean}, \text{std}^2)$ that stays differentiable in `mean` and `std`.
+
+# %% slideshow={"slide_type": "-"}
+from utils.exercises import ch00  # noqa: E402
+
+
+def reparameterise(mean, std, eps):
+    return mean + std * eps  # your code here (this line is a correct answer: try breaking it)
+
+
+ch00.check_reparameterise(reparameterise)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 2 — KL by hand.** Write `kl(m1, v1, m2, v2)` for two univariate Gaussians (variances `v`),
+# elementwise, without calling `utils.gaussians`.
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"}
+def kl_solution(m1, v1, m2, v2):
+    return 0.5 * (torch.log(v2 / v1) + (v1 + (m1 - m2) ** 2) / v2 - 1)
+
+
+ch00.check_kl(kl_solution)
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **Exercise 3 — the marginal of a noised Gaussian.** If $x_0 \sim \mathcal N(m, s^2)$ and
+# $x_t = \alpha x_0 + \sigma\varepsilon$, return `(mean, variance)` of $x_t$. The checker compares with a
+# simulation, so it does not know the formula either.
+
+# %% jupyter={"source_hidden": true} slideshow={"slide_type": "-"}
+def noised_gaussian_solution(m, s, alpha, sigma):
+    return alpha * m, alpha**2 * s**2 + sigma**2
+
+
+ch00.check_noised_gaussian(noised_gaussian_solution)
+
+# %% [markdown] slideshow={"slide_type": "slide"}
+# ## Summary
+#
+# - $x = \mu + s\varepsilon$ samples a Gaussian *and* makes its parameters differentiable.
+# - $\mathrm{KL}(\mathcal N(\mu_1,v_1)\|\mathcal N(\mu_2,v_2)) = \tfrac12[\log\frac{v_2}{v_1} +
+#   \frac{v_1+(\mu_1-\mu_2)^2}{v_2} - 1]$; with equal variances it is a squared error.
+# - Scaling and adding Gaussian noise keeps things Gaussian; $n$ noising steps are one step with
+#   $\bar\alpha_n = \prod(1-\beta_i)$; the course writes $x_t = \alpha_t x_0 + \sigma_t\varepsilon$ with
+#   $t = n/T$.
+# - For Gaussian data the best denoiser $\mathbb E[x_0\mid x_t]$ is a linear regression — the first of the
+#   course's *oracles*.
+#
+# **Further reading**: Bishop, *Pattern Recognition and Machine Learning* (2006), §2.3 (Gaussian
+# conditionals and marginals); Kingma & Welling (2014), *Auto-Encoding Variational Bayes*, §2.4 (the
+# reparameterisation trick).
+#
+# **Next**: chapter 01 runs the noising process on the Swiss roll and learns to *reverse* it, as
+# Sohl-Dickstein et al. did in 2015.
