@@ -110,3 +110,104 @@ def test_cosine_schedule_sampler_runs_to_data(gen):
     x = torch.randn(5000, 1, generator=gen, dtype=torch.float64)
     out = samplers.sample_ddim(den, x, samplers.time_grid(100).double())
     assert abs(out.std().item() - STD) / STD < 0.03
+
+
+# --- SDE / ODE samplers --------------------------------------------------------------------------------
+
+from utils import sde as sdes  # noqa: E402
+
+
+class GaussianScoreVE:
+    """Exact score of N(MEAN, STD²) data under the VE SDE: N(MEAN, STD² + s(t)²)."""
+
+    def __init__(self, sde):
+        self.sde = sde
+
+    def score(self, x, t, y=None):
+        _, s = self.sde.marginal(torch.as_tensor(t, dtype=x.dtype))
+        return -(x - MEAN) / (STD**2 + s**2)
+
+
+def _moments_ok(out, tol_mean=0.02, tol_std=0.03):
+    return abs(out.mean().item() - MEAN) < tol_mean and abs(out.std().item() - STD) / STD < tol_std
+
+
+def test_euler_maruyama_reproduces_moments(gauss, gen):
+    x = torch.randn(20000, 1, generator=gen, dtype=torch.float64)
+    out = samplers.sample_euler_maruyama(gauss, x, samplers.time_grid(500).double(), generator=gen)
+    assert _moments_ok(out)
+
+
+@pytest.mark.parametrize("method", ["euler", "heun", "rk45"])
+def test_pf_ode_reproduces_moments(gauss, method):
+    x = torch.linspace(-3, 3, 2001, dtype=torch.float64)[:, None]  # the ODE is a deterministic map
+    counted = samplers.CountingDenoiser(gauss)
+    steps = {"euler": 500, "heun": 100, "rk45": 2}[method]
+    out = samplers.sample_pf_ode(counted, x, samplers.time_grid(steps).double(), method=method)
+    # For Gaussian data the flow is affine: the gain must be STD (x_T ~ N(0, 1)) and the offset MEAN.
+    gain, offset = ((out[-1] - out[0]) / 6).item(), out[1000].item()
+    assert abs(gain - STD) / STD < 0.01 and abs(offset - MEAN) < 0.01, (method, gain, offset)
+    assert counted.nfe > 0 and (method != "heun" or counted.nfe == 2 * steps - 1)
+
+
+@pytest.mark.parametrize("predictor", ["reverse_diffusion", "ancestral", "euler_maruyama"])
+@pytest.mark.parametrize("corrector", [None, "langevin"])
+def test_pc_reproduces_moments_vp(gauss, gen, predictor, corrector):
+    x = torch.randn(10000, 1, generator=gen, dtype=torch.float64)
+    out = samplers.sample_pc(gauss, x, samplers.time_grid(300).double(), predictor=predictor, corrector=corrector,
+                             generator=gen)
+    assert _moments_ok(out, 0.03, 0.04), (out.mean(), out.std())
+
+
+@pytest.mark.parametrize("predictor", ["reverse_diffusion", "ancestral"])
+def test_pc_reproduces_moments_ve(gen, predictor):
+    ve = sdes.VESDE(0.01, 10.0)
+    model = GaussianScoreVE(ve)
+    x = ve.prior_sample((10000, 1), generator=gen, dtype=torch.float64)
+    out = samplers.sample_pc(model, x, samplers.time_grid(500).double(), predictor=predictor, corrector="langevin",
+                             sde=ve, generator=gen)
+    assert _moments_ok(out, 0.05, 0.05), (out.mean(), out.std())
+
+
+def test_ddim_converges_to_the_pf_ode(gauss):
+    """DDIM (η = 0) is a first-order solver of the PF-ODE: with more steps it reaches the same samples."""
+    x = torch.linspace(-2, 2, 9, dtype=torch.float64)[:, None]
+    ref = samplers.sample_pf_ode(gauss, x, samplers.time_grid(2).double(), method="rk45", rtol=1e-8, atol=1e-8)
+    errs = [(samplers.sample_ddim(gauss, x, samplers.time_grid(n).double()) - ref).abs().max().item() for n in (10, 100, 1000)]
+    assert errs[2] < 5e-3, errs
+    assert 5 < errs[0] / errs[1] < 20 and 5 < errs[1] / errs[2] < 20, f"first order: 10x steps, ~10x smaller error {errs}"
+
+
+def test_reverse_drift_and_pf_drift():
+    sch = schedules.vp_linear()
+    vp = sdes.VPSDE(sch)
+    x, score, t = torch.randn(4, 2), torch.randn(4, 2), torch.tensor(0.3)
+    beta = sch.beta(t)
+    torch.testing.assert_close(vp.reverse_drift(x, t, score), -0.5 * beta * x - beta * score)
+    torch.testing.assert_close(vp.pf_ode_drift(x, t, score), -0.5 * beta * x - 0.5 * beta * score)
+
+
+@pytest.mark.parametrize("make", [lambda: sdes.VPSDE(schedules.vp_linear()), lambda: sdes.SubVPSDE(schedules.vp_linear()),
+                                  lambda: sdes.VESDE(0.01, 5.0)], ids=["vp", "subvp", "ve"])
+def test_sde_marginals_match_simulation(make, gen):
+    """Simulate the forward SDE with fine Euler–Maruyama steps and compare with the closed-form marginal."""
+    sde = make()
+    x0 = torch.full((20000, 1), 1.0, dtype=torch.float64)
+    x, n = x0.clone(), 1000
+    for i in range(int(0.6 * n)):
+        t = torch.tensor(i / n, dtype=torch.float64)
+        x = x + sde.drift(x, t) / n + (sde.g2(t) / n).sqrt() * torch.randn(x.shape, generator=gen, dtype=x.dtype)
+    m, s = sde.marginal(torch.tensor(0.6, dtype=torch.float64))
+    assert abs(x.mean().item() - m.item()) < 0.02 * max(1, s.item())
+    assert abs(x.std().item() - s.item()) / s.item() < 0.03
+
+
+def test_sde_errors(gauss):
+    with pytest.raises(ValueError, match="predictor"):
+        samplers.sample_pc(gauss, torch.zeros(2, 1), samplers.time_grid(3), predictor="leapfrog")
+    with pytest.raises(ValueError, match="method"):
+        samplers.sample_pf_ode(gauss, torch.zeros(2, 1), samplers.time_grid(3), method="rk4")
+    with pytest.raises(ValueError, match="sde="):
+        samplers.sample_euler_maruyama(GaussianScoreVE(sdes.VESDE()), torch.zeros(2, 1), samplers.time_grid(3))
+    with pytest.raises(ValueError, match="sigma_min"):
+        sdes.VESDE(1.0, 0.5)
