@@ -1,0 +1,323 @@
+r"""Losses and one training loop: AdamW, EMA, a progress bar, bf16 on CUDA, checkpoints, cached training.
+
+The diffusion loss (Ho et al. 2020, Eq. 14, generalised): draw t, noise x_0 to x_t = α_t x_0 + σ_t ε and
+regress the network's output on the target of its parameterisation,
+
+    L = E_{t, x_0, ε} [ w(t) · mean‖net(x_t, t) − target‖² ],   target ∈ {ε, x_0, v = α_t ε − σ_t x_0}.
+
+w ≡ 1 is DDPM's L_simple. ``train`` runs any ``loss_fn(model, x, y, generator)``; ``cached_train`` stores
+the result under ``cache_dir()/models`` so that a re-run loads instead of retraining.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import re
+import time
+import warnings
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from tqdm.auto import tqdm
+
+from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from .config import cache_dir
+from .denoiser import PREDICTS
+from .forward import q_sample
+from .tensors import append_dims
+
+# fields of TrainConfig that do not change the trained weights (left out of the cache key)
+COSMETIC = ("log_every", "checkpoint_every")
+
+
+class TrainingError(RuntimeError):
+    """Training stopped: the loss became nan or inf."""
+
+
+def diffusion_loss(net, schedule, x0: torch.Tensor, *, y=None, predicts: str = "eps", T: int | None = None,
+                   weighting="simple", p_uncond: float = 0.0, null_label: int | None = None,
+                   t_min: float = 1e-3, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Scalar denoising loss for a batch ``x0`` (B, ...).
+
+    t ~ U(t_min, 1] (continuous), or t = n/T with n ~ U{1..T} when ``T`` is given. ``weighting`` is
+    "simple" (L_simple) or a callable t (B,) -> w (B,). With ``p_uncond`` > 0 each label is replaced by
+    ``null_label`` (default ``net.null_label``) with that probability: classifier-free guidance training.
+    """
+    if predicts not in PREDICTS:
+        raise ValueError(f"predicts={predicts!r} is not one of {PREDICTS}")
+    if not 0.0 <= p_uncond < 1.0:
+        raise ValueError(f"p_uncond must lie in [0, 1), got {p_uncond}")
+    if not 0.0 <= t_min < 1.0:
+        raise ValueError(f"t_min must lie in [0, 1), got {t_min}")
+    B, device = x0.shape[0], x0.device
+    if T is not None:
+        if int(T) != T or T < 1:
+            raise ValueError(f"T must be a positive integer, got {T}")
+        n = torch.randint(1, int(T) + 1, (B,), generator=generator)
+        t = (n.to(torch.float64) / T).to(x0.dtype)
+    else:
+        t = 1.0 - (1.0 - t_min) * torch.rand(B, generator=generator, dtype=x0.dtype)  # in (t_min, 1]
+    t = t.to(device)
+    x_t, eps = q_sample(schedule, x0, t, generator=generator)
+    if predicts == "eps":
+        target = eps
+    elif predicts == "x0":
+        target = x0
+    else:
+        target = append_dims(schedule.alpha(t), x0) * eps - append_dims(schedule.sigma(t), x0) * x0
+
+    if p_uncond > 0:
+        null_label = getattr(net, "null_label", None) if null_label is None else null_label
+        if y is None or null_label is None:
+            raise ValueError("p_uncond > 0 needs labels y and a null_label (or a net with .null_label)")
+        drop = torch.rand(B, generator=generator).to(device) < p_uncond
+        y = torch.where(drop, torch.full_like(y, null_label), y)
+    out = net(x_t, t) if y is None else net(x_t, t, y)
+    if out.shape != x0.shape:
+        raise ValueError(f"the network returned shape {tuple(out.shape)} for input of shape {tuple(x0.shape)}")
+    per_sample = (out.float() - target.float()).pow(2).flatten(1).mean(1)  # (B,)
+    if weighting == "simple":
+        return per_sample.mean()
+    if not callable(weighting):
+        raise ValueError(f"weighting must be 'simple' or a callable t -> (B,), got {weighting!r}")
+    w = torch.as_tensor(weighting(t), device=device).float()
+    if w.shape != (B,):
+        raise ValueError(f"weighting(t) must return shape ({B},), got {tuple(w.shape)}")
+    return (w * per_sample).mean()
+
+
+def diffusion_loss_fn(schedule, **options) -> Callable:
+    """``loss_fn(model, x, y, generator)`` for ``train``, calling ``diffusion_loss`` with ``options``."""
+    def loss_fn(model, x, y, generator):
+        return diffusion_loss(model, schedule, x, y=y, generator=generator, **options)
+    return loss_fn
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything that decides a training run (``log_every`` and ``checkpoint_every`` only its reporting).
+
+    ``ema_warmup`` uses decay min(ema_decay, (1 + n)/(10 + n)) at the n-th update, so that short runs are
+    not dominated by the initial weights; ``grad_clip`` None or 0 turns clipping off.
+    """
+
+    steps: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    ema_decay: float = 0.999
+    ema_warmup: bool = True
+    weight_decay: float = 0.0
+    grad_clip: float | None = 1.0
+    warmup_steps: int = 0
+    seed: int = 0
+    log_every: int = 50
+    checkpoint_every: int = 1000
+
+    def __post_init__(self):
+        for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not 0.0 <= self.ema_decay < 1.0:
+            raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.warmup_steps < 0 or self.weight_decay < 0 or (self.grad_clip or 0) < 0:
+            raise ValueError("warmup_steps, weight_decay and grad_clip must be non-negative")
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """``model``: the EMA weights in eval mode (what samplers should use); ``raw_model``: the last weights."""
+
+    model: torch.nn.Module
+    raw_model: torch.nn.Module
+    losses: np.ndarray
+    seconds: float
+    loaded: bool = False
+    path: Path | None = None
+
+
+def _ema(model: torch.nn.Module, config: TrainConfig) -> AveragedModel:
+    def update(ema_params, params, _):
+        n = int(ema.n_averaged)  # a CPU buffer: no device sync
+        decay = min(config.ema_decay, (1 + n) / (10 + n)) if config.ema_warmup else config.ema_decay
+        get_ema_multi_avg_fn(decay)(ema_params, params, n)
+    ema = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    return ema
+
+
+def _check_finite(losses: torch.Tensor, start: int, path) -> None:
+    """Raise TrainingError at the first nan/inf among ``losses`` (steps start+1, start+2, ...)."""
+    bad = ~torch.isfinite(losses)
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0])
+        kept = f"the last good checkpoint {path} is intact" if path else "no checkpoint was written"
+        raise TrainingError(f"loss became {losses[i].item()} at step {start + i + 1}; training stopped ({kept}). "
+                            "Try a lower lr, grad_clip, or check the data for nan.")
+
+
+def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config: TrainConfig, *,
+          labels: torch.Tensor | None = None, progress: bool = True, checkpoint_path=None,
+          resume: bool = True) -> TrainResult:
+    """Train ``model`` on ``data`` (N, ...) with ``loss_fn(model, x, y, generator) -> scalar``.
+
+    Batches of ``config.batch_size`` rows are drawn with replacement by a generator seeded with
+    ``config.seed`` (the same generator is passed to ``loss_fn``), so a run is reproducible on CPU and a
+    resumed run continues exactly where it stopped. The model moves to ``data``'s device.
+    """
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
+    if not isinstance(data, torch.Tensor) or data.dim() < 1 or data.shape[0] < 1:
+        raise ValueError("data must be a tensor of shape (N, ...) with N >= 1")
+    if labels is not None and (labels.shape[:1] != data.shape[:1] or labels.dim() != 1):
+        raise ValueError(f"labels must have shape ({data.shape[0]},), got {tuple(labels.shape)}")
+    device = data.device
+    labels = labels.to(device) if labels is not None else None
+    path = Path(checkpoint_path) if checkpoint_path is not None else None
+    cuda = device.type == "cuda"
+    with torch.random.fork_rng(devices=[device] if cuda else []):  # the caller's global RNG is left untouched
+        torch.manual_seed(config.seed)
+        model.to(device).train()
+        ema = _ema(model, config)
+        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        gen = torch.Generator().manual_seed(config.seed)
+        losses, start, seconds = torch.zeros(0), 0, 0.0
+        if path is not None and resume and path.exists():
+            try:
+                state = load_checkpoint(path, map_location=device)
+            except CheckpointError as err:
+                warnings.warn(f"ignoring an unreadable training checkpoint and starting afresh: {err}")
+            else:
+                start = _restore(state, config, path, model, ema, opt, gen)
+                losses, seconds = state["losses"].float().cpu(), float(state["seconds"])
+
+        def save(step: int, run_losses: torch.Tensor) -> None:
+            save_checkpoint(path, {
+                "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+                "losses": run_losses, "seconds": seconds + time.perf_counter() - t0, "config": config.to_dict()})
+
+        t0 = time.perf_counter()
+        buffer = torch.zeros(config.steps - start, device=device)  # losses of this run, kept on the device
+        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+        bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="training")
+        checked = 0  # buffer[:checked] are known to be finite
+        try:
+            for step in range(start, config.steps):
+                lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
+                for group in opt.param_groups:
+                    group["lr"] = lr
+                idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
+                x, y = data[idx], labels[idx] if labels is not None else None
+                with autocast:
+                    loss = loss_fn(model, x, y, gen)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+                opt.step()
+                ema.update_parameters(model)
+                i = step - start
+                buffer[i] = loss.detach().float()
+                done = step + 1
+                save_now = path is not None and (done % config.checkpoint_every == 0 or done == config.steps)
+                if save_now or done % config.log_every == 0 or done == config.steps:
+                    _check_finite(buffer[checked:i + 1].cpu(), start + checked, path)  # syncs once per report
+                    checked = i + 1
+                    bar.set_postfix(loss=f"{buffer[max(0, i + 1 - config.log_every):i + 1].mean().item():.4f}")
+                    if save_now:
+                        save(done, torch.cat([losses, buffer[:i + 1].cpu()]))
+                bar.update(1)
+        finally:
+            bar.close()
+        seconds += time.perf_counter() - t0
+    all_losses = torch.cat([losses, buffer.cpu()]).numpy()
+    return TrainResult(model=ema.module.eval(), raw_model=model.eval(), losses=all_losses, seconds=seconds,
+                       loaded=False, path=path)
+
+
+def _restore(state: dict, config: TrainConfig, path: Path, model, ema, opt, gen) -> int:
+    """Load a training checkpoint into the objects; return the step it reached."""
+    saved = {k: v for k, v in state["config"].items() if k not in COSMETIC + ("steps",)}
+    wanted = {k: v for k, v in config.to_dict().items() if k not in COSMETIC + ("steps",)}
+    if saved != wanted:
+        raise ValueError(f"checkpoint {path} was written with a different config {saved}, not {wanted}; "
+                         "delete it or pass resume=False")
+    if state["step"] > config.steps:
+        raise ValueError(f"checkpoint {path} is at step {state['step']}, beyond config.steps={config.steps}")
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["optimizer"])
+    gen.set_state(state["generator"].cpu())
+    torch.set_rng_state(state["torch_rng"].cpu())
+    return int(state["step"])
+
+
+def _fingerprint(t: torch.Tensor | None) -> dict | None:
+    """Shape, dtype, a hash of up to 4096 evenly spaced entries, and the mean (cheap, device-independent)."""
+    if t is None:
+        return None
+    flat = t.detach().reshape(-1)
+    idx = torch.linspace(0, max(flat.numel() - 1, 0), min(flat.numel(), 4096)).long().to(flat.device)
+    sample = flat[idx].cpu().contiguous().numpy().tobytes()
+    mean = flat.double().mean().item() if flat.numel() else 0.0
+    return {"shape": list(t.shape), "dtype": str(t.dtype), "sample": hashlib.sha256(sample).hexdigest(),
+            "mean": f"{mean:.6e}"}
+
+
+def cache_key(name: str, config: TrainConfig, key: dict | None, data: torch.Tensor,
+              labels: torch.Tensor | None = None) -> str:
+    """sha256 of everything that decides the trained weights."""
+    cfg = {k: v for k, v in config.to_dict().items() if k not in COSMETIC}
+    payload = {"name": name, "config": cfg, "key": key, "data": _fingerprint(data), "labels": _fingerprint(labels)}
+    try:
+        text = json.dumps(payload, sort_keys=True)
+    except TypeError as err:
+        raise TypeError(f"key must be a JSON-able dict (model kwargs, schedule name, loss options): {err}") from None
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: Callable, data: torch.Tensor,
+                 config: TrainConfig, *, labels: torch.Tensor | None = None, key: dict | None = None,
+                 progress: bool = True) -> TrainResult:
+    """Train ``make_model()`` once and keep it in ``cache_dir()/models/<name>-<hash>.pt``; later calls load it.
+
+    ``key`` must describe everything else the result depends on (model kwargs, schedule, loss options);
+    ``make_model`` is called with torch seeded from ``config.seed``, so the same inputs give the same weights.
+    """
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ValueError(f"name must be a non-empty file-name-safe string, got {name!r}")
+    h = cache_key(name, config, key, data, labels)
+    folder = cache_dir() / "models"
+    path = folder / f"{name}-{h[:12]}.pt"
+    if path.exists():
+        try:
+            state = load_checkpoint(path, map_location=data.device)
+            model, ema = make_model().to(data.device), make_model().to(data.device)
+            model.load_state_dict(state["model"])
+            ema.load_state_dict(state["ema"])
+        except (CheckpointError, RuntimeError, KeyError) as err:
+            warnings.warn(f"cached model {path} could not be loaded, retraining it: {err}")
+        else:
+            return TrainResult(model=ema.eval(), raw_model=model.eval(), losses=state["losses"].cpu().numpy(),
+                               seconds=float(state["seconds"]), loaded=True, path=path)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        model = make_model()
+    partial = folder / f".{name}-{h[:12]}.partial.pt"
+    result = train(model, loss_fn, data, config, labels=labels, progress=progress, checkpoint_path=partial)
+    save_checkpoint(path, {"model": result.raw_model.state_dict(), "ema": result.model.state_dict(),
+                           "losses": torch.from_numpy(result.losses), "seconds": result.seconds,
+                           "config": config.to_dict(), "key": json.dumps(key, sort_keys=True), "name": name})
+    partial.unlink(missing_ok=True)
+    result.path = path
+    return result
