@@ -143,3 +143,11 @@ def test_count_parameters():
     net[0].weight.requires_grad_(False)
     assert count_parameters(net) == 4 + 4 * 2 + 2
     assert count_parameters(UNet()) < 1_000_000  # the default stays small enough for a CPU
+
+
+def test_float64_models_work():
+    from utils.models import MLP
+
+    net = MLP(dim=2, hidden=16, depth=1).double()
+    out = net(torch.zeros(3, 2, dtype=torch.float64), torch.rand(3, dtype=torch.float64))
+    assert out.dtype == torch.float64 and out.shape == (3, 2)

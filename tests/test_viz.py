@@ -19,6 +19,7 @@ def _close_figures():
 @pytest.fixture
 def tmp_repo(tmp_path, monkeypatch):
     monkeypatch.setattr(config, "REPO_ROOT", tmp_path)
+    monkeypatch.setenv("COURSE_PROFILE", "cpu")
     return tmp_path
 
 
@@ -110,6 +111,14 @@ def test_save_figure_writes_png_into_figures(tmp_repo):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="name"):
         viz.save_figure(fig, "../outside.png")
+
+
+def test_smoke_profile_never_writes_into_figures(tmp_repo, tmp_cache, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    fig, ax = plt.subplots()
+    path = viz.save_figure(fig, "line")
+    assert path == tmp_cache / "figures-smoke" / "line.png" and path.exists()
+    assert not (tmp_repo / "figures").exists()
 
 
 def test_save_gif_from_images_and_from_a_draw_function(tmp_repo):

@@ -26,8 +26,9 @@ def count_parameters(model: nn.Module) -> int:
 def sinusoidal(t: torch.Tensor, dim: int, max_period: float = 10000.0) -> torch.Tensor:
     """(B,) times (already scaled) -> (B, dim): [cos(t f_k), sin(t f_k)], f_k = max_period^(−k/half)."""
     half = dim // 2
-    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-    args = t.float()[:, None] * freqs[None]
+    dtype = torch.float64 if t.dtype == torch.float64 else torch.float32  # keep float64 models exact
+    freqs = torch.exp(-math.log(max_period) * torch.arange(half, device=t.device, dtype=dtype) / half)
+    args = t.to(dtype)[:, None] * freqs[None]
     emb = torch.cat([torch.cos(args), torch.sin(args)], dim=1)
     return F.pad(emb, (0, dim - 2 * half))
 
@@ -45,7 +46,7 @@ class TimeEmbedding(nn.Module):
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         if t.dim() != 1:
             raise ValueError(f"t must have shape (B,), got {tuple(t.shape)}")
-        return self.mlp(sinusoidal(1000.0 * t, self.dim, self.max_period))
+        return self.mlp(sinusoidal(1000.0 * t, self.dim, self.max_period).to(self.mlp[0].weight.dtype))
 
 
 class LabelEmbedding(nn.Module):

@@ -231,8 +231,12 @@ def plot_loss(losses, ax=None, smooth: int | None = None, title: str | None = "t
 
 
 def figures_dir() -> Path:
-    """``<repo>/figures`` (created if missing)."""
-    path = Path(config.REPO_ROOT) / "figures"
+    """``<repo>/figures`` (created if missing) — or, in the ``smoke`` profile, ``<cache>/figures-smoke``, so a
+    test run never overwrites the committed figures with smoke-sized results."""
+    if config.get_profile() == "smoke":
+        path = config.cache_dir() / "figures-smoke"
+    else:
+        path = Path(config.REPO_ROOT) / "figures"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
