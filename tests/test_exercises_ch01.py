@@ -1,0 +1,61 @@
+"""Chapter 01's exercise checkers accept the reference solutions and reject wrong answers."""
+
+import math
+
+import pytest
+import torch
+
+from utils import data, neq
+from utils.exercises import ch01
+
+
+def posterior_variance(betas):
+    alpha_bars = torch.cat([torch.ones(1, dtype=betas.dtype), torch.cumprod(1 - betas, 0)])
+    return betas * (1 - alpha_bars[:-1]) / (1 - alpha_bars[1:])
+
+
+def kl_term(betas, n, x_n, x0):
+    mean_q, var_q = neq.posterior(betas, torch.full((x0.shape[0],), n), x_n, x0)
+    beta = betas[n - 1]
+    mean_p, var_p = (1 - beta).sqrt() * x_n, beta
+    return 0.5 * (torch.log(var_p / var_q)[:, None] + (var_q[:, None] + (mean_q - mean_p) ** 2) / var_p - 1).sum(1)
+
+
+def binomial_marginal(x0, n, T):
+    return x0 * (1 - n / T) + 0.5 * n / T
+
+
+def test_reference_solutions_pass(capsys):
+    ch01.check_posterior_variance(posterior_variance)
+    ch01.check_kl_term(kl_term)
+    ch01.check_binomial_marginal(binomial_marginal)
+    betas = neq.sigmoid_betas(40)
+    x0 = data.swiss_roll(2000, torch.Generator().manual_seed(0))
+    ch01.check_untrained_bound(float(neq.to_bits(neq.l_null(x0).mean())), betas, x0)
+    with torch.no_grad():
+        k = neq.bound_terms(neq.ReverseGaussian(betas), x0, torch.Generator().manual_seed(1))["K"].mean()
+    ch01.check_untrained_bound(float(neq.to_bits(k)), betas, x0)
+    assert capsys.readouterr().out.count("correct") == 5
+
+
+def test_wrong_answers_are_rejected():
+    with pytest.raises(AssertionError):
+        ch01.check_posterior_variance(lambda betas: betas)  # the forward variance, not the posterior's
+    with pytest.raises(AssertionError):
+        ch01.check_posterior_variance(lambda betas: posterior_variance(betas).roll(1))
+    with pytest.raises(AssertionError):
+        ch01.check_kl_term(lambda *args: kl_term(*args) / 2)
+    with pytest.raises(AssertionError):
+        ch01.check_binomial_marginal(lambda x0, n, T: x0 * (1 - n / T))
+    betas = neq.sigmoid_betas(40)
+    x0 = data.swiss_roll(500, torch.Generator().manual_seed(0))
+    with pytest.raises(AssertionError):
+        ch01.check_untrained_bound(0.0, betas, x0)
+    with pytest.raises(AssertionError):
+        ch01.check_untrained_bound(math.nan, betas, x0)
+
+
+def test_closed_form_untrained_bound_is_l_null():
+    x0 = torch.randn(100, 3, dtype=torch.float64) * 1.7
+    betas = neq.sigmoid_betas(25, 1e-3, 0.6)
+    torch.testing.assert_close(ch01.k_equilibrium(betas, x0), neq.l_null(x0))
