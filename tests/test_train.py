@@ -216,3 +216,13 @@ def test_cached_train_is_deterministic_and_survives_corruption(tmp_path, monkeyp
         assert cached_train("toy", _tiny, diffusion_loss_fn(SCH), _gaussian(), cfg, progress=False).loaded
     with pytest.raises(ValueError, match="name"):
         cached_train("../x", _tiny, diffusion_loss_fn(SCH), _gaussian(), cfg)
+
+
+def test_train_works_inside_no_grad():
+    from utils.train import TrainConfig, train
+
+    model = torch.nn.Linear(2, 1)
+    data = torch.randn(64, 2)
+    with torch.no_grad():
+        res = train(model, lambda m, x, y, g: m(x).pow(2).mean(), data, TrainConfig(steps=5, batch_size=8), progress=False)
+    assert len(res.losses) == 5

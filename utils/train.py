@@ -184,7 +184,8 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
     labels = labels.to(device) if labels is not None else None
     path = Path(checkpoint_path) if checkpoint_path is not None else None
     cuda = device.type == "cuda"
-    with torch.random.fork_rng(devices=[device] if cuda else []):  # the caller's global RNG is left untouched
+    # fork_rng: the caller's global RNG is left untouched; enable_grad: training works inside no_grad code too
+    with torch.random.fork_rng(devices=[device] if cuda else []), torch.enable_grad():
         torch.manual_seed(config.seed)
         model.to(device).train()
         ema = _ema(model, config)
