@@ -187,7 +187,9 @@ def _digest(net, x: torch.Tensor, options: dict) -> str:
     tensors = list(net.state_dict().values()) if isinstance(net, torch.nn.Module) else []
     for t in tensors + [x]:
         h.update(str((tuple(t.shape), str(t.dtype))).encode())
-        h.update(t.detach().to("cpu", torch.float64).contiguous().reshape(-1).numpy().tobytes())  # any dtype
+        t = t.detach().cpu()
+        t = t.float() if t.dtype == torch.bfloat16 else t  # numpy has no bfloat16
+        h.update(t.contiguous().reshape(-1).numpy().tobytes())
     return h.hexdigest()
 
 
