@@ -88,7 +88,7 @@ plt.show()
 data = image_data()
 LEVELS = 17 if data.name.startswith("digits") else 256   # digits: integers 0..16; MNIST: 0..255
 N_SAMPLES = by_profile(smoke=64, cpu=1000, gpu=2000)     # images per Fréchet-distance evaluation
-SAMPLE_STEPS = by_profile(smoke=5, cpu=50, gpu=250)      # ancestral steps, respaced over T = 1000
+SAMPLE_STEPS = by_profile(smoke=5, cpu=100, gpu=250)     # ancestral steps, respaced over T = 1000
 N_TERMS = by_profile(smoke=8, cpu=50, gpu=100)           # bound terms evaluated (stratified over n)
 test_x = data.test_x[:by_profile(smoke=64, cpu=len(data.test_x), gpu=1000)]
 print(data, f"\n{LEVELS} grey levels, {len(test_x)} held-out images for the likelihood")
@@ -999,7 +999,7 @@ ch03.check_training_step(my_training_loss)
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 15. Summary, further reading, and what comes next
 #
-# - The forward chain has a closed form $q(x_n\mid x_0)$ and a Gaussian posterior $q(x_{n-1}\mid x_n, x_0)$ (Eq. 4, 7).
+# - The forward chain has a closed form $q(x_n\mid x_0)$ and a Gaussian posterior $q(x_{n-1}\mid x_n, x_0)$ (Eq. 4, 6–7).
 # - The bound splits into $L_T + \sum L_{n-1} + L_0$; with fixed variances each $L_{n-1}$ is a weighted squared error on ε
 #   (Eq. 12). $L_\text{simple}$ drops the weights and gets much better samples (DDPM Table 2, and section 9 here).
 # - ε, $\hat x_0$, v and the score are four views of one network (Tweedie); `utils.denoiser.Denoiser` converts between them.

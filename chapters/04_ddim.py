@@ -639,7 +639,7 @@ plt.show()
 # ## 7. Consistency: the same x_T gives the same digit at any S
 #
 # For η = 0 the map x_T → x_0 is a fixed function (the ODE's flow) and the S-step samplers are approximations of
-# it, so the same x_T should give images with the same high-level content at every S (the paper's Section 5.3,
+# it, so the same x_T should give images with the same high-level content at every S (the paper's Section 5.2,
 # Figure 5). With η = 1 each step draws fresh noise and the content is free to change. Measure it with the digit
 # classifier: how often is the digit of an S-step sample the same as that of the 1000-step sample from the same x_T?
 

@@ -124,7 +124,7 @@ plt.show()
 #
 # and the geometric ladder σ(t) = σ_min (σ_max/σ_min)ᵗ gives g(t)² = 2 σ(t)² log(σ_max/σ_min).
 #
-# **The sub-VP SDE** (Eq. 11) keeps VP's drift and shrinks the noise: g(t)² = β(t)(1 − ᾱ(t)²). Its variance obeys
+# **The sub-VP SDE** (Eq. 12) keeps VP's drift and shrinks the noise: g(t)² = β(t)(1 − ᾱ(t)²). Its variance obeys
 # dv/dt = −β v + β(1 − ᾱ²); try v = (1 − ᾱ)²: with dᾱ/dt = −β ᾱ the left side is 2(1 − ᾱ) β ᾱ and the right side
 # β(1 − ᾱ)[(1 + ᾱ) − (1 − ᾱ)] = 2 β ᾱ (1 − ᾱ). So the sub-VP variance is (1 − ᾱ)² ≤ 1 − ᾱ at every t.
 #
@@ -277,7 +277,7 @@ print("inline Euler–Maruyama == utils.samplers.sample_euler_maruyama")
 # the step on *any* grid: x_i = (2 − √(1 − β_{i+1})) x_{i+1} + β_{i+1} s_θ + √β_{i+1} z (Algorithm 3's predictor).
 # For VE, f = 0 and G_i² = σ_{i+1}² − σ_i².
 #
-# **Ancestral sampling** (Eq. 47 for VP) is DDPM's own reverse step written with the score:
+# **Ancestral sampling** (the paper's Eq. 4; Eq. 47 is its VE counterpart) is DDPM's own reverse step written with the score:
 # x_i = (x_{i+1} + β_{i+1} s_θ)/√(1 − β_{i+1}) + √β_{i+1} z. Expanding 1/√(1 − β) = 1 + ½β + O(β²) shows
 # that both are the same step up to O(β²) — and both are Euler–Maruyama up to O(β²): three discretisations of one
 # reverse SDE.
@@ -290,7 +290,7 @@ def vp_predictor_by_hand(model, sched, x, ts, generator, kind):
         if kind == "reverse_diffusion":
             x = (2 - (1 - beta).sqrt()) * x + beta * score  # Song et al. Eq. 46
         else:
-            x = (x + beta * score) / (1 - beta).sqrt()  # Eq. 47
+            x = (x + beta * score) / (1 - beta).sqrt()  # Eq. 4
         if s > 0:
             x = x + beta.sqrt() * torch.randn(x.shape, generator=generator, dtype=x.dtype)
     return x
@@ -464,7 +464,7 @@ print("PF-ODE (Heun, 100 steps) with the exact score reproduces the mixture (SW 
 # **DDIM is Euler on this ODE in other coordinates.** Divide the VP ODE by α_t and write y = x/α, ρ = σ/α. Using
 # α'/α = −½β and α (σ/α)' = β/(2σ) (exercise 3), the ODE becomes dy/dρ = ε̂(x, t): the velocity in (ρ, y) is the
 # noise prediction itself, and DDIM's update y_s = y_t + (ρ_s − ρ_t) ε̂ is exactly Euler's step in those
-# coordinates (Song et al. 2021, Appendix F; DDIM paper Eq. 14). As the grid is refined, DDIM and an accurate solution
+# coordinates (DDIM paper, Section 4.3, Eq. 14 and Proposition 1). As the grid is refined, DDIM and an accurate solution
 # of the PF-ODE must meet, at first order:
 
 # %% slideshow={"slide_type": "-"}
@@ -741,7 +741,7 @@ print(f"trace of ∂v/∂x at t = 0.3: exact {tr_exact.item():.2f}, "
 # |---|---|
 # | DDPM (L_simple), variational bound (Ho et al. 2020) | ≤ 3.75 |
 # | DDPM (L), variational bound | ≤ 3.70 |
-# | **the same DDPM (L_simple) checkpoint, probability-flow ODE** | **3.28** |
+# | **the same DDPM checkpoint (Ho et al.), probability-flow ODE** | **3.28** |
 # | DDPM++ cont. (deep, VP), ODE | 3.13 |
 # | DDPM++ cont. (deep, sub-VP), ODE | 2.99 |
 #

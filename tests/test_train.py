@@ -1,3 +1,5 @@
+import hashlib
+import json
 import warnings
 
 import numpy as np
@@ -9,7 +11,8 @@ from utils import schedules
 from utils.checkpoints import load_checkpoint
 from utils.models import MLP
 from utils.tensors import append_dims
-from utils.train import (TrainConfig, TrainingError, cached_train, diffusion_loss, diffusion_loss_fn, train)
+from utils.train import (TrainConfig, TrainingError, _fingerprint, cache_key, cached_train, diffusion_loss,
+                         diffusion_loss_fn, learning_rate, train)
 
 SCH = schedules.cosine(1000)
 
@@ -226,3 +229,37 @@ def test_train_works_inside_no_grad():
     with torch.no_grad():
         res = train(model, lambda m, x, y, g: m(x).pow(2).mean(), data, TrainConfig(steps=5, batch_size=8), progress=False)
     assert len(res.losses) == 5
+
+
+def test_learning_rate_schedules():
+    const = TrainConfig(steps=100, lr=1e-3, warmup_steps=10)
+    assert learning_rate(const, 0) == pytest.approx(1e-4) and learning_rate(const, 9) == pytest.approx(1e-3)
+    assert learning_rate(const, 99) == pytest.approx(1e-3)
+    cos = TrainConfig(steps=100, lr=1e-3, lr_decay="cosine")
+    rates = [learning_rate(cos, s) for s in range(100)]
+    assert rates[0] == pytest.approx(1e-3) and rates[50] == pytest.approx(5e-4)
+    assert all(a > b for a, b in zip(rates, rates[1:])) and 0 < rates[-1] < 1e-6
+    with pytest.raises(ValueError, match="lr_decay"):
+        TrainConfig(steps=1, lr_decay="linear")
+
+
+def test_added_option_at_its_default_keeps_cache_keys():
+    """An option added after models were cached changes no key while left at its default."""
+    data = _gaussian()
+    base = TrainConfig(steps=5)
+    key = cache_key("toy", base, {"model": "MLP"}, data)
+    text = json.dumps({"name": "toy", "config": {k: v for k, v in base.to_dict().items()
+                                                 if k not in ("log_every", "checkpoint_every", "lr_decay")},
+                       "key": {"model": "MLP"}, "data": _fingerprint(data), "labels": _fingerprint(None)},
+                      sort_keys=True)
+    assert key == hashlib.sha256(text.encode()).hexdigest()
+    assert cache_key("toy", TrainConfig(steps=5, lr_decay="cosine"), {"model": "MLP"}, data) != key
+
+
+def test_cosine_resume_needs_the_same_steps(tmp_path):
+    path = tmp_path / "run.pt"
+    cfg = TrainConfig(steps=8, batch_size=16, checkpoint_every=4, lr_decay="cosine")
+    train(_tiny(), diffusion_loss_fn(SCH), _gaussian(), cfg, progress=False, checkpoint_path=path)
+    with pytest.raises(ValueError, match="different config"):
+        train(_tiny(), diffusion_loss_fn(SCH), _gaussian(), TrainConfig(steps=12, batch_size=16, lr_decay="cosine"),
+              progress=False, checkpoint_path=path)

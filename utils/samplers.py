@@ -162,7 +162,7 @@ def _predict(kind: str, sde: SDE, denoiser, x, t, s, y, generator):
     elif kind == "reverse_diffusion":  # Song et al. 2021, Eq. 46, with the exact kernel between s and t
         r, g2 = _step_kernel(sde, t, s)
         mean, var = (2 - r) * x + g2 * score, g2
-    elif kind == "ancestral":  # Eq. 47 (VP) and Eq. 45 (VE)
+    elif kind == "ancestral":  # Song et al. 2021: Eq. 4 (VP, DDPM's step) and Eq. 47 (VE, Appendix F)
         r, g2 = _step_kernel(sde, t, s)
         if isinstance(sde, VESDE):
             sig_t2, sig_s2 = sde.sigma(t) ** 2, sde.sigma(s) ** 2

@@ -15,6 +15,7 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import math
 import re
 import time
 import warnings
@@ -34,6 +35,8 @@ from .tensors import append_dims
 
 # fields of TrainConfig that do not change the trained weights (left out of the cache key)
 COSMETIC = ("log_every", "checkpoint_every")
+LR_DECAYS = ("constant", "cosine")
+ADDED_DEFAULTS = {"lr_decay": "constant"}  # options added later: left out of keys at their default, so caches stay valid
 
 
 class TrainingError(RuntimeError):
@@ -104,7 +107,8 @@ class TrainConfig:
     """Everything that decides a training run (``log_every`` and ``checkpoint_every`` only its reporting).
 
     ``ema_warmup`` uses decay min(ema_decay, (1 + n)/(10 + n)) at the n-th update, so that short runs are
-    not dominated by the initial weights; ``grad_clip`` None or 0 turns clipping off.
+    not dominated by the initial weights; ``grad_clip`` None or 0 turns clipping off. ``lr_decay``:
+    "constant" keeps ``lr`` after the linear warm-up, "cosine" lowers it to 0 along half a cosine by ``steps``.
     """
 
     steps: int
@@ -115,6 +119,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     grad_clip: float | None = 1.0
     warmup_steps: int = 0
+    lr_decay: str = "constant"
     seed: int = 0
     log_every: int = 50
     checkpoint_every: int = 1000
@@ -127,6 +132,8 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if not 0.0 <= self.ema_decay < 1.0:
             raise ValueError(f"ema_decay must lie in [0, 1), got {self.ema_decay}")
+        if self.lr_decay not in LR_DECAYS:
+            raise ValueError(f"lr_decay must be one of {LR_DECAYS}, got {self.lr_decay!r}")
         if self.warmup_steps < 0 or self.weight_decay < 0 or (self.grad_clip or 0) < 0:
             raise ValueError("warmup_steps, weight_decay and grad_clip must be non-negative")
 
@@ -144,6 +151,14 @@ class TrainResult:
     seconds: float
     loaded: bool = False
     path: Path | None = None
+
+
+def learning_rate(config: TrainConfig, step: int) -> float:
+    """The learning rate of (0-based) ``step``: linear warm-up, then constant or a cosine decay to 0."""
+    scale = min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else 1.0
+    if config.lr_decay == "cosine":
+        scale *= 0.5 * (1.0 + math.cos(math.pi * step / config.steps))
+    return config.lr * scale
 
 
 def _ema(model: torch.nn.Module, config: TrainConfig) -> AveragedModel:
@@ -214,7 +229,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
         checked = 0  # buffer[:checked] are known to be finite
         try:
             for step in range(start, config.steps):
-                lr = config.lr * min(1.0, (step + 1) / config.warmup_steps) if config.warmup_steps else config.lr
+                lr = learning_rate(config, step)
                 for group in opt.param_groups:
                     group["lr"] = lr
                 idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
@@ -248,8 +263,9 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
 
 def _restore(state: dict, config: TrainConfig, path: Path, model, ema, opt, gen) -> int:
     """Load a training checkpoint into the objects; return the step it reached."""
-    saved = {k: v for k, v in state["config"].items() if k not in COSMETIC + ("steps",)}
-    wanted = {k: v for k, v in config.to_dict().items() if k not in COSMETIC + ("steps",)}
+    free = COSMETIC + (("steps",) if config.lr_decay == "constant" else ())  # a cosine decay depends on steps
+    saved = {k: v for k, v in {**ADDED_DEFAULTS, **state["config"]}.items() if k not in free}
+    wanted = {k: v for k, v in config.to_dict().items() if k not in free}
     if saved != wanted:
         raise ValueError(f"checkpoint {path} was written with a different config {saved}, not {wanted}; "
                          "delete it or pass resume=False")
@@ -278,7 +294,7 @@ def _fingerprint(t: torch.Tensor | None) -> dict | None:
 def cache_key(name: str, config: TrainConfig, key: dict | None, data: torch.Tensor,
               labels: torch.Tensor | None = None) -> str:
     """sha256 of everything that decides the trained weights."""
-    cfg = {k: v for k, v in config.to_dict().items() if k not in COSMETIC}
+    cfg = {k: v for k, v in config.to_dict().items() if k not in COSMETIC and ADDED_DEFAULTS.get(k, ...) != v}
     payload = {"name": name, "config": cfg, "key": key, "data": _fingerprint(data), "labels": _fingerprint(labels)}
     try:
         text = json.dumps(payload, sort_keys=True)

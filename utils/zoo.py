@@ -54,13 +54,19 @@ def toy_config(profile: str | None = None) -> tuple[dict, TrainConfig]:
 
 
 def digits_config(profile: str | None = None) -> tuple[dict, TrainConfig]:
-    """(UNet kwargs, TrainConfig) of the image models: digits 8x8 (smoke, cpu) or MNIST 28x28 (gpu)."""
+    """(UNet kwargs, TrainConfig) of the image models: digits 8x8 (smoke, cpu) or MNIST 28x28 (gpu).
+
+    cpu: a narrow UNet (16 channels, 0.16 M parameters) trained for many steps beats a wider one trained for
+    the same two minutes (FD ratio at n = 1000, 100 steps: about 1.3–1.6 vs 1.9–2.1 for 32 channels and 1,500
+    steps at batch 128); the cosine learning-rate decay lets the last steps settle.
+    """
     model = by_profile(smoke=dict(base_channels=8, channel_mults=(1, 2)),
-                       cpu=dict(base_channels=32, channel_mults=(1, 2)),
+                       cpu=dict(base_channels=16, channel_mults=(1, 2)),
                        gpu=dict(base_channels=64, channel_mults=(1, 2, 2), num_res_blocks=2, attention_res=(7,),
                                 dropout=0.1), profile=profile)
     cfg = by_profile(smoke=TrainConfig(steps=30, batch_size=32, lr=2e-3, ema_decay=0.99, warmup_steps=5),
-                     cpu=TrainConfig(steps=1500, batch_size=64, lr=2e-3, ema_decay=0.999, warmup_steps=50),
+                     cpu=TrainConfig(steps=3500, batch_size=128, lr=2e-3, ema_decay=0.999, warmup_steps=50,
+                                     lr_decay="cosine"),
                      gpu=TrainConfig(steps=12_000, batch_size=128, lr=5e-4, ema_decay=0.9995, warmup_steps=500),
                      profile=profile)
     return model, cfg
