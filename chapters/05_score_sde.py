@@ -791,7 +791,7 @@ print(f"{'          independent pixels':40s}{indep_bpd:20.2f}")
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
 N_T1 = by_profile(smoke=3, cpu=25, gpu=250)
-n_t1 = by_profile(smoke=64, cpu=250, gpu=1000)
+n_t1 = by_profile(smoke=64, cpu=1000, gpu=1000)
 vp_img = VPSDE(den_std.schedule)
 x_T_img = torch.randn(n_t1, *images.train_x.shape[1:], generator=torch.Generator().manual_seed(20)).to(device)
 t0 = time.perf_counter()
@@ -825,13 +825,14 @@ plt.show()
 # **What reproduces and what does not** (compare the two tables above). The paper's most robust finding reproduces
 # clearly: the corrector alone (C2N, annealed Langevin with the signal-to-noise rule) is by far the worst column, as on
 # the testbed — its Langevin chains lag behind the shrinking p_t. The others do not, at this scale: our
-# probability-flow predictor is not the weakest but the best P-only sampler, and adding the corrector (PC) does not
-# beat simply doubling the predictor's steps (P2N). Two reasons: with N = 25 instead of 1000 steps, the errors being
-# compared are different (few large steps, where the deterministic ODE step is known to do well — chapter 04's DDIM
-# result); and we did not tune r, which the paper did per sampler. Also keep the noise in mind: with 250 samples the
-# real-vs-real floor itself varies by the ± printed above, so differences among the non-corrector cells are mostly
-# within it. What cannot reproduce here at all: the paper's absolute FIDs (Inception features, 50 000 CIFAR-10
-# samples) and its VE column on images — this chapter's VE results are on the analytic testbed (section 3).
+# probability-flow predictor is not the weakest but the best P-only sampler, and adding the corrector (PC) improves
+# on N predictor steps alone in every row but does not beat simply doubling the predictor's steps (P2N), apart from
+# a tie in the probability-flow row. Two reasons: with N = 25 instead of 1000 steps, the errors being compared are
+# different (few large steps, where the deterministic ODE step is known to do well — chapter 04's DDIM result); and
+# we did not tune r, which the paper did per sampler. The noise is smaller than these differences: with 1000 samples
+# the real-vs-real floor varies by the ± printed above. What cannot reproduce here at all: the paper's absolute
+# FIDs (Inception features, 50 000 CIFAR-10 samples) and its VE column on images — this chapter's VE results are on
+# the analytic testbed (section 3).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. One object, discretised differently
