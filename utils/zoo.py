@@ -7,7 +7,7 @@ Every later chapter can ask for the same model without depending on a file anoth
     denoiser, result = digits_ddpm(conditional=True, p_uncond=0.1) # class-conditional, for guidance
 
 Both return a ready ``Denoiser`` (EMA weights, eval mode, on ``get_device()``) and the ``TrainResult``
-(loss curve, seconds, whether it was loaded). Sizes follow the profile: ``smoke`` tiny, ``cpu`` about two
+(loss curve, seconds, whether it was loaded). Sizes follow the profile: ``smoke`` tiny, ``cpu`` about three
 minutes of training on two cores (digits 8x8), ``gpu`` a larger UNet on MNIST 28x28 with bf16 autocast.
 Schedules are DDPM's discrete ones (T steps, step n at t = n/T); training draws n ~ U{1..T}.
 """
