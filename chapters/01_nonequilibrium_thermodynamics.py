@@ -54,7 +54,7 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from utils import data, neq, schedules, viz
+from utils import data, neq, neq_kernels, schedules, viz
 from utils import neq_binomial as nb
 from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
@@ -202,14 +202,14 @@ print("posterior mean (slope, intercept) and variance match simulation:", all(re
 # wide, the shape of $q_{n-1}$ shows through, and the reverse kernel becomes multimodal.
 #
 # We can see this exactly. For Gaussian-mixture data (chapter 00's analytic testbed) $q_{n-1}$ is a mixture,
-# and so is the reverse kernel: `neq.reverse_kernel` returns its weights, means and covariances.
+# and so is the reverse kernel: `neq_kernels.reverse_kernel` returns its weights, means and covariances.
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 mixture = data.analytic_mixture()
 x_point = torch.tensor([[0.1, 0.4]], dtype=torch.float64)        # x_n: a point between the three modes
 ab_prev, beta = 0.9, 1e-3
-w, m, V = neq.reverse_kernel(mixture, ab_prev, beta, x_point)
+w, m, V = neq_kernels.reverse_kernel(mixture, ab_prev, beta, x_point)
 kernel_mean = (w[0, :, None] * m[0]).sum(0)
 kernel_cov = (w[0, :, None, None] * (V + m[0, :, :, None] * m[0, :, None, :])).sum(0) - torch.outer(kernel_mean, kernel_mean)
 r = math.sqrt(1 - beta)
@@ -223,14 +223,14 @@ print("small step: exact kernel covariance = (beta/r^2) I:   ",
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # How far from Gaussian is the kernel? A clean measure is the KL divergence from the exact kernel to its
-# moment-matched Gaussian, averaged over $x_n \sim q(x_n)$ (`neq.kernel_gaussianity_gap`): it is zero
+# moment-matched Gaussian, averaged over $x_n \sim q(x_n)$ (`neq_kernels.kernel_gaussianity_gap`): it is zero
 # exactly when every reverse kernel is Gaussian.
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 g = torch.Generator().manual_seed(3)
-gap_small = neq.kernel_gaussianity_gap(mixture, 0.9, 1e-3, num=256, samples=256, generator=g)
-gap_large = neq.kernel_gaussianity_gap(mixture, 0.9, 0.5, num=256, samples=256, generator=g)
+gap_small = neq_kernels.kernel_gaussianity_gap(mixture, 0.9, 1e-3, num=256, samples=256, generator=g)
+gap_large = neq_kernels.kernel_gaussianity_gap(mixture, 0.9, 0.5, num=256, samples=256, generator=g)
 print("beta = 0.001: reverse kernel Gaussian (gap < 0.001 nats):", gap_small < 1e-3)
 print("beta = 0.5:   reverse kernel far from Gaussian (gap > 0.1 nats):", gap_large > 0.1)
 
@@ -241,7 +241,7 @@ grid_pts = torch.stack([gx.reshape(-1), gy.reshape(-1)], 1)
 fig, axes = plt.subplots(1, 4, figsize=(13, 3.4))
 viz.plot_points(mixture.sample(3000, torch.Generator().manual_seed(4)), ax=axes[0], lim=3, title="data: analytic mixture")
 for ax, b in zip(axes[1:], (0.01, 0.2, 0.6)):
-    dens = neq.kernel_density(mixture, 0.9, b, x_point[0], grid_pts).reshape(gx.shape)
+    dens = neq_kernels.kernel_density(mixture, 0.9, b, x_point[0], grid_pts).reshape(gx.shape)
     ax.contourf(gx, gy, dens, levels=12, cmap="Blues")
     ax.plot(*(x_point[0] / math.sqrt(1 - b)).tolist(), "r+", ms=10)
     ax.set_aspect("equal")
@@ -393,7 +393,7 @@ print("inline loop == neq.bound_terms (same noise):", True)
 # shrinks towards $\pi$.
 #
 # The two bounds are the two fixed variances DDPM will choose between ($\tilde\beta_n$ and $\beta_n$, chapter 03).
-# Check them with the exact mixture densities (`neq.reverse_entropy` estimates $H_q(X_{n-1}\mid X_n)$ by Monte Carlo,
+# Check them with the exact mixture densities (`neq_kernels.reverse_entropy` estimates $H_q(X_{n-1}\mid X_n)$ by Monte Carlo,
 # with a standard error), once for the mixture scaled to $\mathbb E\lVert x_0\rVert^2 = D$ and once for a copy
 # twice as wide:
 
@@ -410,7 +410,7 @@ lower, upper = neq.entropy_bounds(betas_fixed)
 entropy_runs = {}
 for name, c in (("unit", math.sqrt(2 / second_moment)), ("wide", 2.0)):
     g = torch.Generator().manual_seed(10)
-    est = [neq.reverse_entropy(scaled_mixture(c), betas_fixed, n, num=10_000, generator=g) for n in range(2, T + 1)]
+    est = [neq_kernels.reverse_entropy(scaled_mixture(c), betas_fixed, n, num=10_000, generator=g) for n in range(2, T + 1)]
     h, se = torch.tensor([e for e, _ in est]), torch.tensor([s for _, s in est])
     entropy_runs[name] = (h, se)
     below = int((h < lower - 4 * se).sum())
@@ -838,7 +838,7 @@ gap_size = by_profile(smoke=16, cpu=96, gpu=96)
 def gap_curve(schedule_name, T_, ax):
     """Gaussianity gap of the exact reverse kernel at every step of a schedule, drawn on ax; returns (gaps, betas)."""
     betas_ = SCHEDULES[schedule_name](T_)
-    gaps = neq.schedule_gaps(mixture, betas_, num=gap_size, samples=gap_size, generator=torch.Generator().manual_seed(27))
+    gaps = neq_kernels.schedule_gaps(mixture, betas_, num=gap_size, samples=gap_size, generator=torch.Generator().manual_seed(27))
     ax.semilogy(torch.arange(1, T_ + 1), gaps.clamp_min(1e-5), "o-", ms=3, label=f"{schedule_name}, T = {T_}")
     ax.set_xlabel("step n")
     ax.set_ylabel("KL to moment-matched Gaussian (nats)")
@@ -849,7 +849,7 @@ def gap_curve(schedule_name, T_, ax):
 def worst_kernel(gaps, betas_, ax):
     """The exact reverse kernel at the red point x_n, at the step with the largest gap."""
     n_worst = int(gaps.argmax()) + 1
-    dens = neq.kernel_density(mixture, float(neq.alpha_bars(betas_)[n_worst - 1]), float(betas_[n_worst - 1]), x_point[0], grid_pts)
+    dens = neq_kernels.kernel_density(mixture, float(neq.alpha_bars(betas_)[n_worst - 1]), float(betas_[n_worst - 1]), x_point[0], grid_pts)
     ax.contourf(gx, gy, dens.reshape(gx.shape), levels=12, cmap="Blues")
     ax.plot(*x_point[0].tolist(), "r.", ms=8)
     ax.set_aspect("equal")

@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from utils import data, neq
+from utils import data, neq, neq_kernels
 from utils.exercises.ch01 import k_equilibrium
 from utils.forward import posterior as utils_posterior
 from utils.mixture import GaussianMixture
@@ -182,18 +182,18 @@ def test_reverse_kernel_matches_bayes_on_a_grid():
     prior = mix.at_time(from_betas(torch.tensor([1 - ab_prev, 0.5], dtype=torch.float64)), 0.5).log_prob(pts)
     like = -0.5 * ((x_n - math.sqrt(1 - beta) * pts) ** 2).sum(1) / beta
     post = torch.softmax(prior + like, 0)
-    w, m, V = neq.reverse_kernel(mix, ab_prev, beta, x_n[None])
+    w, m, V = neq_kernels.reverse_kernel(mix, ab_prev, beta, x_n[None])
     torch.testing.assert_close((w[0, :, None] * m[0]).sum(0), (post[:, None] * pts).sum(0), atol=1e-4, rtol=1e-4)
-    dens = neq.kernel_density(mix, ab_prev, beta, x_n, pts)
+    dens = neq_kernels.kernel_density(mix, ab_prev, beta, x_n, pts)
     torch.testing.assert_close(dens / dens.sum(), post, atol=1e-8, rtol=1e-4)
 
 
 def test_gaussianity_gap_is_zero_for_gaussian_data_and_large_for_big_steps(gen):
     single = GaussianMixture([[0.5, -0.5]], stds=[0.3])
-    assert abs(neq.kernel_gaussianity_gap(single, 0.8, 0.5, num=64, samples=64, generator=gen)) < 1e-10
+    assert abs(neq_kernels.kernel_gaussianity_gap(single, 0.8, 0.5, num=64, samples=64, generator=gen)) < 1e-10
     mix = data.analytic_mixture()
-    small = neq.kernel_gaussianity_gap(mix, 0.99, 1e-3, num=128, samples=128, generator=gen)
-    big = neq.kernel_gaussianity_gap(mix, 0.99, 0.5, num=128, samples=128, generator=gen)
+    small = neq_kernels.kernel_gaussianity_gap(mix, 0.99, 1e-3, num=128, samples=128, generator=gen)
+    big = neq_kernels.kernel_gaussianity_gap(mix, 0.99, 0.5, num=128, samples=128, generator=gen)
     assert abs(small) < 1e-3 < 0.3 < big
 
 
@@ -206,7 +206,7 @@ def test_reverse_entropy_of_gaussian_data_matches_the_closed_form(gen):
         beta = BETAS[n - 1]
         cond_var = v * beta / ((1 - beta) * v + beta)
         want = math.log(2 * math.pi * math.e * cond_var)
-        got, se = neq.reverse_entropy(mix, BETAS, n, num=20000, generator=gen)
+        got, se = neq_kernels.reverse_entropy(mix, BETAS, n, num=20000, generator=gen)
         assert abs(got - want) < 4 * se + 1e-9
         lower, upper = neq.entropy_bounds(BETAS)
         assert lower[n - 2] - 4 * se <= got <= upper[n - 2] + 4 * se
