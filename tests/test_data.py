@@ -8,7 +8,7 @@ import struct
 import pytest
 import torch
 
-from utils import data, mixture
+from utils import data, mixture, mnist
 from utils.config import REPO_ROOT
 from utils.forward import q_sample
 from utils.schedules import cosine, ddpm_linear
@@ -214,7 +214,7 @@ def _write_tiny_mnist(folder, split="test", n=6):
     images[0, 0, 0], images[0, 0, 1] = 0, 255
     labels = torch.arange(n) % 10
     md5 = {}
-    for name, arr in zip(data.MNIST_FILES[split], (images, labels)):
+    for name, arr in zip(mnist.MNIST_FILES[split], (images, labels)):
         raw = gzip.compress(_idx_bytes(arr))
         (folder / name).write_bytes(raw)
         md5[name] = hashlib.md5(raw).hexdigest()
@@ -225,86 +225,86 @@ def test_read_idx_gz_and_raw(tmp_path):
     arr = torch.randint(0, 256, (3, 5, 4), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
     (tmp_path / "a.gz").write_bytes(gzip.compress(_idx_bytes(arr)))
     (tmp_path / "a.raw").write_bytes(_idx_bytes(arr))
-    assert torch.equal(data.read_idx(tmp_path / "a.gz"), arr)
-    assert torch.equal(data.read_idx(tmp_path / "a.raw"), arr)
+    assert torch.equal(mnist.read_idx(tmp_path / "a.gz"), arr)
+    assert torch.equal(mnist.read_idx(tmp_path / "a.raw"), arr)
     ints = struct.pack(">BBBB", 0, 0, 0x0C, 1) + struct.pack(">I", 3) + struct.pack(">3i", -5, 0, 70000)
     (tmp_path / "i.idx").write_bytes(ints)
-    assert data.read_idx(tmp_path / "i.idx").tolist() == [-5, 0, 70000]
+    assert mnist.read_idx(tmp_path / "i.idx").tolist() == [-5, 0, 70000]
 
 
 def test_read_idx_errors(tmp_path):
     good = _idx_bytes(torch.zeros(4, 28, 28, dtype=torch.uint8))
     (tmp_path / "short").write_bytes(good[:-10])
-    with pytest.raises(data.DataError, match="truncated"):
-        data.read_idx(tmp_path / "short")
+    with pytest.raises(mnist.DataError, match="truncated"):
+        mnist.read_idx(tmp_path / "short")
     (tmp_path / "short.gz").write_bytes(gzip.compress(good)[:-30])
-    with pytest.raises(data.DataError, match="short.gz"):
-        data.read_idx(tmp_path / "short.gz")
+    with pytest.raises(mnist.DataError, match="short.gz"):
+        mnist.read_idx(tmp_path / "short.gz")
     (tmp_path / "bad").write_bytes(b"\x12\x34" + good[2:])
-    with pytest.raises(data.DataError, match="magic"):
-        data.read_idx(tmp_path / "bad")
+    with pytest.raises(mnist.DataError, match="magic"):
+        mnist.read_idx(tmp_path / "bad")
 
 
 def test_load_mnist_from_folder(tmp_path, monkeypatch):
     images, labels, md5 = _write_tiny_mnist(tmp_path / "m")
-    monkeypatch.setattr(data, "MNIST_MD5", {**data.MNIST_MD5, **md5})
-    x, y = data.load_mnist("test", root=tmp_path / "m", download=False)
+    monkeypatch.setattr(mnist, "MNIST_MD5", {**mnist.MNIST_MD5, **md5})
+    x, y = mnist.load_mnist("test", root=tmp_path / "m", download=False)
     assert x.shape == (6, 1, 28, 28) and x.dtype == torch.float32 and y.dtype == torch.int64
     torch.testing.assert_close(x[:, 0], images.float() / 127.5 - 1)
     assert x[0, 0, 0, 0] == -1.0 and x[0, 0, 0, 1] == 1.0 and torch.equal(y, labels)
     monkeypatch.setenv("COURSE_DATA_DIR", str(tmp_path))  # a parent folder with mnist/ inside also works
     (tmp_path / "mnist").symlink_to(tmp_path / "m")
-    assert torch.equal(data.load_mnist("test", download=False)[1], labels)
+    assert torch.equal(mnist.load_mnist("test", download=False)[1], labels)
 
 
 def test_load_mnist_checksum_mismatch(tmp_path):
     _write_tiny_mnist(tmp_path)  # real file names, but not the real content
-    with pytest.raises(data.DataError) as err:
-        data.load_mnist("test", root=tmp_path, download=False)
+    with pytest.raises(mnist.DataError) as err:
+        mnist.load_mnist("test", root=tmp_path, download=False)
     msg = str(err.value)
-    assert "t10k-images-idx3-ubyte.gz" in msg and data.MNIST_MD5["t10k-images-idx3-ubyte.gz"] in msg
+    assert "t10k-images-idx3-ubyte.gz" in msg and mnist.MNIST_MD5["t10k-images-idx3-ubyte.gz"] in msg
     assert hashlib.md5((tmp_path / "t10k-images-idx3-ubyte.gz").read_bytes()).hexdigest() in msg
 
 
 def test_load_mnist_missing_without_download(tmp_path, monkeypatch):
     monkeypatch.delenv("COURSE_DATA_DIR", raising=False)
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
-    with pytest.raises(data.MissingDataError) as err:
-        data.load_mnist("train", download=False)
+    with pytest.raises(mnist.MissingDataError) as err:
+        mnist.load_mnist("train", download=False)
     msg = str(err.value)
     assert str(tmp_path / "cache" / "mnist") in msg and "COURSE_DATA_DIR" in msg
     assert "train-images-idx3-ubyte.gz" in msg and "train-labels-idx1-ubyte.gz" in msg
     with pytest.raises(ValueError, match="split"):
-        data.load_mnist("val", root=tmp_path)
+        mnist.load_mnist("val", root=tmp_path)
     (tmp_path / "a_file").write_text("not a folder")
-    with pytest.raises(data.MissingDataError, match="cannot create the folder"):
-        data.load_mnist("test", root=tmp_path / "a_file" / "mnist")  # no network is touched: mkdir fails first
+    with pytest.raises(mnist.MissingDataError, match="cannot create the folder"):
+        mnist.load_mnist("test", root=tmp_path / "a_file" / "mnist")  # no network is touched: mkdir fails first
 
 
 def test_download_verifies_and_renames(tmp_path, monkeypatch):
     """Downloads through urllib from file:// mirrors: no network needed."""
     _, labels, md5 = _write_tiny_mnist(tmp_path / "mirror")
-    monkeypatch.setattr(data, "MNIST_MD5", {**data.MNIST_MD5, **md5})
-    monkeypatch.setattr(data, "MNIST_MIRRORS", ((tmp_path / "nowhere").as_uri() + "/", (tmp_path / "mirror").as_uri() + "/"))
-    x, y = data.load_mnist("test", root=tmp_path / "dest")
+    monkeypatch.setattr(mnist, "MNIST_MD5", {**mnist.MNIST_MD5, **md5})
+    monkeypatch.setattr(mnist, "MNIST_MIRRORS", ((tmp_path / "nowhere").as_uri() + "/", (tmp_path / "mirror").as_uri() + "/"))
+    x, y = mnist.load_mnist("test", root=tmp_path / "dest")
     assert torch.equal(y, labels) and sorted(p.name for p in (tmp_path / "dest").iterdir()) == sorted(md5)
 
 
 def test_download_checksum_mismatch_and_offline(tmp_path, monkeypatch):
     _write_tiny_mnist(tmp_path / "mirror")
-    monkeypatch.setattr(data, "MNIST_MIRRORS", ((tmp_path / "mirror").as_uri() + "/",))
-    with pytest.raises(data.DataError, match="does not match its published md5 9fb629c4189551a2d022fa330f9573f3"):
-        data.load_mnist("test", root=tmp_path / "dest")
+    monkeypatch.setattr(mnist, "MNIST_MIRRORS", ((tmp_path / "mirror").as_uri() + "/",))
+    with pytest.raises(mnist.DataError, match="does not match its published md5 9fb629c4189551a2d022fa330f9573f3"):
+        mnist.load_mnist("test", root=tmp_path / "dest")
     assert list((tmp_path / "dest").iterdir()) == []  # no partial or unverified file left behind
-    monkeypatch.setattr(data, "MNIST_MIRRORS", ((tmp_path / "offline").as_uri() + "/",))
-    with pytest.raises(data.MissingDataError, match="place them in .*dest.*COURSE_DATA_DIR"):
-        data.load_mnist("test", root=tmp_path / "dest")
+    monkeypatch.setattr(mnist, "MNIST_MIRRORS", ((tmp_path / "offline").as_uri() + "/",))
+    with pytest.raises(mnist.MissingDataError, match="place them in .*dest.*COURSE_DATA_DIR"):
+        mnist.load_mnist("test", root=tmp_path / "dest")
 
 
 def test_real_mnist_test_split():
     if not SHARED_MNIST.is_dir():
         pytest.skip(f"no local copy of the MNIST test split at {SHARED_MNIST}")
-    x, y = data.load_mnist("test", root=SHARED_MNIST, download=False)
+    x, y = mnist.load_mnist("test", root=SHARED_MNIST, download=False)
     assert x.shape == (10000, 1, 28, 28) and y.shape == (10000,)
     assert x.min() == -1.0 and x.max() == 1.0
     assert torch.equal(torch.unique(y), torch.arange(10))
