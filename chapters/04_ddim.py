@@ -603,8 +603,9 @@ for eta in ETAS:
 #   CIFAR-10 network was trained for 800k steps on 50,000 images; ours for 3,500 steps on 1,438 digits.
 # - **The course's target** — 10 steps of η = 0 within 1.5× of the 1000-step DDPM — is **not met**: about 3.3× here
 #   (printed above). Nor does the paper meet it: its own Table 1 has 13.36 for 10 steps of η = 0 against 4.73 for
-#   1000-step DDPM, a factor of 2.8. Ten first-order steps are too few for either model; higher-order solvers of the
-#   same ODE (chapter 05's Heun, and the fast-solver chapter) are what closes this gap.
+#   1000-step DDPM, a factor of 2.8. And for this model no number of η = 0 steps could meet it: the 1000-step η = 0
+#   cell (about 2.0, the ODE's own limit) is already about 1.7× the DDPM cell. Ten first-order steps add the rest;
+#   higher-order solvers of the same ODE (chapter 05's Heun, and the fast-solver chapter) close that part of the gap.
 # - **With an exact denoiser**, where only the sampler can be wrong, the paper's ordering is clean: at S = 10 and 20
 #   η = 1 is clearly the worst (about 0.19 and 0.12, against 0.13 and 0.08 for η = 0; data against data: 0.04),
 #   with η = 0.2 and 0.5 between or tied with η = 0.
