@@ -54,13 +54,14 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import torch
 
-from utils import data, neq, neq_kernels, schedules, viz
-from utils import neq_binomial as nb
+from utils import data, schedules, viz
+from utils.lessons import ch01_neq as neq, ch01_kernels as neq_kernels
+from utils.lessons import ch01_binomial as nb
 from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
 from utils.exercises import ch01
-from utils.metrics import sliced_wasserstein, sw_floor
-from utils.train import TrainConfig, cached_train
+from utils.eval.metrics import sliced_wasserstein, sw_floor
+from utils.training.loop import TrainConfig, cached_train
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")
@@ -454,7 +455,7 @@ plt.show()
 # - **learned**: the same start, with $\beta_{2..T}$ learned (`learn_betas=True`), as in the paper.
 #
 # **Loss.** $-K$ in nats per point, all $T - 1$ KL terms of every point in the batch; the network is a
-# 3-block residual MLP (width 128). Training goes through `utils.train.cached_train`, so a re-run loads it.
+# 3-block residual MLP (width 128). Training goes through `utils.training.loop.cached_train`, so a re-run loads it.
 
 # %% slideshow={"slide_type": "-"}
 x_train = data.swiss_roll(20_000, torch.Generator().manual_seed(100)).to(device)

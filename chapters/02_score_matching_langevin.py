@@ -58,17 +58,17 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from utils import langevin as lg
-from utils import score_matching as sm
+from utils.lessons import ch02_langevin as lg
+from utils.lessons import ch02_score_matching as sm
 from utils import viz
 from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
 from utils.data import analytic_mixture, image_data, load_digits, two_mode_mixture
 from utils.exercises import ch02
-from utils.metrics import fd_ratio, feature_classifier, frechet_distance, sliced_wasserstein, sw_floor
-from utils.mixture import GaussianMixture
-from utils.models import MLP, UNet
-from utils.train import TrainConfig, cached_train
+from utils.eval.metrics import fd_ratio, feature_classifier, frechet_distance, sliced_wasserstein, sw_floor
+from utils.data.mixture import GaussianMixture
+from utils.nets import MLP, UNet
+from utils.training.loop import TrainConfig, cached_train
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")
@@ -154,7 +154,7 @@ plt.show()
 #
 # The chain samples a slightly *wider* Gaussian: unadjusted Langevin is biased by O(α) (a Metropolis
 # correction would remove it; nobody in this chapter uses one). Below, the algorithm inline and then
-# the library's `utils.langevin.langevin` with the same generator.
+# the library's `utils.lessons.ch02_langevin.langevin` with the same generator.
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
@@ -172,7 +172,7 @@ ours = langevin_by_hand(score_1d, x0, alpha, 300, torch.Generator().manual_seed(
 lib = lg.langevin(score_1d, x0, alpha, 300, generator=torch.Generator().manual_seed(1))
 torch.testing.assert_close(ours, lib)
 v_star = v / (1 - alpha / (4 * v))
-print("inline Langevin == utils.langevin.langevin: True")
+print("inline Langevin == utils.lessons.ch02_langevin.langevin: True")
 print("long-run mean matches m:", abs(lib.mean().item() - m) < 0.02)
 print(f"long-run variance matches V* = v/(1 - α/4v) = {v_star:.3f} (not v = {v}):",
       abs(lib.var().item() - v_star) / v_star < 0.03)
@@ -379,7 +379,7 @@ print("... and equals -½ E‖∇ log p‖²:", abs(np.mean(gaps_i) - const_i) <
 print("J_D - J_E(p_σ) is the same for the three networks (within 1%):", np.ptp(gaps_d) < 0.01 * abs(np.mean(gaps_d)))
 
 # %% [markdown] slideshow={"slide_type": "-"}
-# The denoising loss inline, then `utils.score_matching.dsm_loss` with the same generator:
+# The denoising loss inline, then `utils.lessons.ch02_score_matching.dsm_loss` with the same generator:
 
 # %% slideshow={"slide_type": "-"}
 def dsm_by_hand(score, x, sigma, generator):
@@ -389,7 +389,7 @@ def dsm_by_hand(score, x, sigma, generator):
 
 torch.testing.assert_close(dsm_by_hand(net, x_mc[:512], 0.3, torch.Generator().manual_seed(4)),
                            sm.dsm_loss(net, x_mc[:512], 0.3, generator=torch.Generator().manual_seed(4)))
-print("inline DSM loss == utils.score_matching.dsm_loss")
+print("inline DSM loss == utils.lessons.ch02_score_matching.dsm_loss")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Tweedie's formula: the score *is* a denoiser
@@ -512,12 +512,12 @@ x_start = (torch.rand(256, 2, generator=gen, dtype=torch.float64) - 0.5) * 8
 ours = annealed_langevin_by_hand(exact_mix, x_start, paper_sigmas.tolist(), 2e-5, 5, torch.Generator().manual_seed(5))
 lib = lg.annealed_langevin(exact_mix, x_start, paper_sigmas, eps=2e-5, n_steps=5, generator=torch.Generator().manual_seed(5))
 torch.testing.assert_close(ours, lib)
-print("inline annealed Langevin == utils.langevin.annealed_langevin")
+print("inline annealed Langevin == utils.lessons.ch02_langevin.annealed_langevin")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Training s_θ(x, σ) on the analytic mixture
 #
-# A small MLP (`utils.models.MLP`), the paper's ten levels from 1 to 0.01, trained through `cached_train`
+# A small MLP (`utils.nets.MLP`), the paper's ten levels from 1 to 0.01, trained through `cached_train`
 # (a re-run loads the weights).
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
@@ -711,7 +711,7 @@ plt.show()
 #   which fixes γ — a geometric sequence — and the number of levels L.
 # - **Technique 3 (conditioning)** s_θ(x, σ) = s_θ(x)/σ, used throughout this chapter.
 # - **Technique 4 (ε and T).** Choose T as large as the budget allows, then ε so that for the one-point model the
-#   variance after T steps at a level equals that level's σ_i² (formula in `utils.langevin.variance_ratio`).
+#   variance after T steps at a level equals that level's σ_i² (formula in `utils.lessons.ch02_langevin.variance_ratio`).
 # - **Technique 5 (EMA)** of the weights with momentum 0.999 (`TrainResult.model`; `raw_model` is without).
 #
 # Two formulas first, checked numerically: the shell overlap against sampled radii in D = 3072 (CIFAR-10), and the

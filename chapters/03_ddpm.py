@@ -43,7 +43,7 @@
 # **Where this sits.** DDPM is the node where the two earlier lines meet: the variational chain of
 # chapter 01 (Sohl-Dickstein et al. 2015) and the noise-conditional score networks of chapter 02 (Song &
 # Ermon 2019). Its trained network is reused unchanged by DDIM (chapter 04), the SDE view (chapter 05) and
-# guidance (chapter 06) — through `utils.zoo`, which this chapter introduces.
+# guidance (chapter 06) — through `utils.training.zoo`, which this chapter introduces.
 
 # %% slideshow={"slide_type": "skip"}
 # %matplotlib inline
@@ -55,19 +55,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from utils import forward, metrics, samplers, schedules, viz, zoo
-from utils import learned_variance as LV
-from utils import likelihood as L
+from utils import forward, samplers, schedules, viz
+from utils.eval import metrics
+from utils.training import zoo
+from utils.lessons import ch03_learned_variance as LV
+from utils.eval import likelihood as L
 from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
 from utils.data import analytic_mixture, image_data, toy
 from utils.denoiser import Denoiser
 from utils.exercises import ch03
 from utils.gaussians import kl_normal, log_normal, sum_features
-from utils.models import MLP
+from utils.nets import MLP
 from utils.oracles import mixture_denoiser
 from utils.tensors import append_dims
-from utils.train import diffusion_loss
+from utils.training.loop import diffusion_loss
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")
@@ -307,7 +309,7 @@ print("Eq. 12: KL - C_n = w_n ||eps - eps_hat||^2 for sigma^2 = beta_tilde and s
 # Normalised to the same mean (left), the bound puts far more weight on the first, almost noise-free steps
 # (at $n = 1$ the term is the decoder, plotted with its Gaussian core). Written for $\hat x_0$ instead of ε (right,
 # $\|\varepsilon - \hat\varepsilon\|^2 = \text{SNR}_n\|x_0 - \hat x_0\|^2$), the bound's weight is $\frac12(\text{SNR}_{n-1} - \text{SNR}_n)$: it telescopes, which is why
-# an $\hat x_0$ that is off by $\delta$ at every step costs exactly $\frac12(\text{SNR}_1 - \text{SNR}_T)\|\delta\|^2$ (a test of `utils.likelihood` checks this).
+# an $\hat x_0$ that is off by $\delta$ at every step costs exactly $\frac12(\text{SNR}_1 - \text{SNR}_T)\|\delta\|^2$ (a test of `utils.eval.likelihood` checks this).
 
 # %% slideshow={"slide_type": "-"}
 cos = schedules.cosine(1000)
@@ -402,10 +404,10 @@ torch.testing.assert_close(ours, library)
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
-print("Algorithm 1 written inline = utils.train.diffusion_loss (same draws): True")
+print("Algorithm 1 written inline = utils.training.loop.diffusion_loss (same draws): True")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Training on 2-D points.** `utils.zoo.toy_ddpm` runs Algorithm 1 through `utils.train.cached_train` (AdamW,
+# **Training on 2-D points.** `utils.training.zoo.toy_ddpm` runs Algorithm 1 through `utils.training.loop.cached_train` (AdamW,
 # EMA of the weights, a progress bar), on the Swiss roll of chapter 01, with DDPM's schedule ($T = 1000$).
 # It trains once and is loaded afterwards.
 
@@ -482,8 +484,8 @@ plt.show()
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. DDPM on images
 #
-# Now the course UNet (`utils.models.UNet`: residual blocks with a time embedding, two resolutions) on the
-# profile's images, with DDPM's linear schedule and $L_\text{simple}$. `utils.zoo.digits_ddpm` is the model
+# Now the course UNet (`utils.nets.UNet`: residual blocks with a time embedding, two resolutions) on the
+# profile's images, with DDPM's linear schedule and $L_\text{simple}$. `utils.training.zoo.digits_ddpm` is the model
 # chapters 04–06 reuse. Its denoiser clips $\hat x_0$ to $[-1, 1]$ while sampling, as DDPM's code does.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
@@ -573,7 +575,7 @@ widgets.interact(show_step, i=widgets.IntSlider(min=0, max=len(chain_grid) - 1, 
 # **Dequantisation** is the alternative for continuous densities (chapter 05's ODE likelihood): add $u \sim U(-\delta, \delta)$ to
 # every pixel; then $-\log P(k) \le \mathbb E_u[-\log p(x+u)] - D\log(2\delta)$ (`likelihood.dequantise`, `dequantised_bits_per_dim`).
 #
-# `utils.likelihood.variational_bound` evaluates $L_T$ and $L_0$ exactly and the sum $\sum_{n\ge2} L_{n-1}$ either over all $T$
+# `utils.eval.likelihood.variational_bound` evaluates $L_T$ and $L_0$ exactly and the sum $\sum_{n\ge2} L_{n-1}$ either over all $T$
 # steps or, to save time, with one random step in each of `N_TERMS` equal strata (unbiased). Each term uses one
 # fresh $x_n \sim q(x_n\mid x_0)$.
 
@@ -779,7 +781,7 @@ for name, den in (("linear", lin_den), ("cosine", cos_den)):
 # $L_\text{simple}$ never sees $\Sigma_\theta$, so DDPM fixed it. Improved DDPM (Section 3.1) lets the network output one more
 # number per pixel, $v$, and interpolates in the log domain between the two natural choices (Eq. 15):
 # $\Sigma_\theta(x_n, n) = \exp\big(v\log\beta_n + (1-v)\log\tilde\beta_n\big)$. The variance is trained by the bound itself, added with a small
-# weight and a stop-gradient on the mean (Eq. 16): $L_\text{hybrid} = L_\text{simple} + \lambda L_\text{vlb}$, $\lambda = 0.001$ (`utils.learned_variance`).
+# weight and a stop-gradient on the mean (Eq. 16): $L_\text{hybrid} = L_\text{simple} + \lambda L_\text{vlb}$, $\lambda = 0.001$ (`utils.lessons.ch03_learned_variance`).
 #
 # **Respacing** (Section 4): to sample with $K < T$ steps, take a subsequence of times $t_K > \dots > t_0 = 0$ and use the
 # *respaced* step $\beta = 1 - \bar\alpha_t/\bar\alpha_s$ and $\tilde\beta = \beta\,\sigma_s^2/\sigma_t^2$ between consecutive times; a learned $v$ still interpolates
@@ -980,7 +982,7 @@ ch03.check_eps_conversions(my_eps_conversions)
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 4 — one training step by hand.** Given a network, clean images `x0` (B, C, H, W), steps `n` (B,), noise
 # `eps` and the table `alpha_bars` (T + 1,), return $L_\text{simple}$: the mean over batch and pixels of
-# $(\varepsilon - \varepsilon_\theta(x_n, n/T))^2$. The checker replays the draws of `utils.train.diffusion_loss`.
+# $(\varepsilon - \varepsilon_\theta(x_n, n/T))^2$. The checker replays the draws of `utils.training.loop.diffusion_loss`.
 
 # %% slideshow={"slide_type": "-"}
 def my_training_loss(net, x0, n, eps, alpha_bars):
@@ -1012,7 +1014,7 @@ ch03.check_training_step(my_training_loss)
 #   noise levels, where it has not learned that pixels live on a grid (section 8).
 # - Improved DDPM: the cosine schedule keeps information longer (yet on 8×8 digits the linear one did better here,
 #   section 10); learned variances trained through $L_\text{hybrid}$ improve the bound and tolerate fewer sampling steps.
-# - `utils.zoo` holds the trained models: `toy_ddpm(...)`, `digits_ddpm(schedule=, weighting=, conditional=)`.
+# - `utils.training.zoo` holds the trained models: `toy_ddpm(...)`, `digits_ddpm(schedule=, weighting=, conditional=)`.
 #
 # **Further reading.** Ho et al. 2020, Appendix A (the bound) and B (architecture); Nichol & Dhariwal 2021, Sections
 # 3–4; Kingma et al. 2021, *Variational Diffusion Models* (the bound in continuous time, written with the SNR as

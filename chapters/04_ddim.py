@@ -50,18 +50,19 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from utils import ddim, samplers, viz
+from utils import samplers, viz
+from utils.lessons import ch04_ddim as ddim
 from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
 from utils.data import image_data
 from utils.exercises import ch04
 from utils.forward import posterior_coefs, q_sample, q_step
-from utils.metrics import classifier_logits, feature_classifier, fd_ratio, sliced_wasserstein, sw_floor
-from utils.mixture import analytic_mixture
+from utils.eval.metrics import classifier_logits, feature_classifier, fd_ratio, sliced_wasserstein, sw_floor
+from utils.data.mixture import analytic_mixture
 from utils.oracles import mixture_denoiser
 from utils.schedules import vp_linear
 from utils.sde import VPSDE
-from utils.zoo import digits_ddpm, make_schedule
+from utils.training.zoo import digits_ddpm, make_schedule
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")
@@ -76,8 +77,8 @@ plt.show()
 # ## 0. The model: chapter 03's DDPM, unchanged
 #
 # DDIM needs no training of its own: that is its point. We load chapter 03's ε-predicting UNet on the digits
-# (DDPM's linear β schedule, T = 1000 steps, L_simple). `utils.zoo.digits_ddpm` trains it through
-# `utils.train.cached_train` the first time (a few minutes on a laptop CPU; the cell below prints how long it took)
+# (DDPM's linear β schedule, T = 1000 steps, L_simple). `utils.training.zoo.digits_ddpm` trains it through
+# `utils.training.loop.cached_train` the first time (a few minutes on a laptop CPU; the cell below prints how long it took)
 # and loads it afterwards. We ask
 # for the raw network, `clip_x0=None`: DDIM's Eq. 12 does not clip x̂_0, and clipping would break the
 # invertibility used in section 8.
@@ -461,7 +462,7 @@ plt.show()
 # gap closes as S grows, and at S = 1000 all η are close (4.04 to 4.73).
 #
 # Our small version: chapter 03's digits model, the **same** x_T batch for every cell, quadratic τ (S = 1000 uses
-# every step), and the course's Fréchet-distance ratio (`utils.metrics.fd_ratio`: FD in a digit classifier's
+# every step), and the course's Fréchet-distance ratio (`utils.eval.metrics.fd_ratio`: FD in a digit classifier's
 # feature space, divided by the FD of as many real images; 1.0 = indistinguishable) with the same n for every cell.
 #
 # **Cost.** A 1000-step cell is 1000 network calls per image, and there are four of them: on a two-core CPU
@@ -701,7 +702,7 @@ def ddim_encode(denoiser, x0, ts):
 x_real = data.test_x[:64].to(device)
 ts = ddim.ddim_grid(cap(20), T, "uniform").to(device)
 torch.testing.assert_close(ddim_encode(denoiser, x_real, ts), ddim.ddim_invert(denoiser, x_real, ts))
-print("inline encoder = utils.ddim.ddim_invert: True")
+print("inline encoder = utils.lessons.ch04_ddim.ddim_invert: True")
 errors = []
 for S in (10, 40, 160):  # the exact denoiser of section 5: only the discretisation can be wrong
     ts_2d = samplers.time_grid(S).double()

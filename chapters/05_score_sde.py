@@ -60,17 +60,18 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from utils import ode_likelihood as ol
+from utils.eval import ode_likelihood as ol
 from utils import samplers
-from utils import sde_views as sv
-from utils import viz, zoo
+from utils.lessons import ch05_sde as sv
+from utils import viz
+from utils.training import zoo
 from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
 from utils.data import analytic_mixture, image_data
 from utils.exercises import ch05
-from utils.likelihood import (dequantise, fixed_variance, independent_pixel_bits_per_dim, uniform_bits_per_dim,
+from utils.eval.likelihood import (dequantise, fixed_variance, independent_pixel_bits_per_dim, uniform_bits_per_dim,
                               variational_bound)
-from utils.metrics import fd_ratio, sliced_wasserstein, sw_floor
+from utils.eval.metrics import fd_ratio, sliced_wasserstein, sw_floor
 from utils.oracles import mixture_denoiser
 from utils.schedules import vp_linear
 from utils.sde import VPSDE
@@ -612,7 +613,7 @@ plt.show()
 # $$\log p_0(x_0) = \log p_1(x_1) + \int_0^1 \nabla\cdot v(x_t, t)\, dt \qquad (\text{Song et al. Eq. 39}).$$
 #
 # We solve the augmented ODE (x_t, Δ_t) with dΔ/dt = ∇·v and add log N(x_1; 0, I) for the prior
-# (`utils.ode_likelihood.pf_ode_log_likelihood`). The divergence is computed **exactly** (one backward pass per
+# (`utils.eval.ode_likelihood.pf_ode_log_likelihood`). The divergence is computed **exactly** (one backward pass per
 # coordinate) in 2-D, or with **Hutchinson's estimator** ∇·v = E[εᵀ (∂v/∂x) ε] for E[εεᵀ] = I — one
 # vector–Jacobian product, unbiased, with ε drawn once per solve so the ODE stays deterministic (Eq. 40).
 #

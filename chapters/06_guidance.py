@@ -55,7 +55,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from utils import guided_training as gt
+from utils.lessons import ch06_guidance as gt
 from utils import samplers, viz
 from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
@@ -63,10 +63,10 @@ from utils.data import analytic_mixture, image_data
 from utils.exercises import ch06
 from utils.forward import posterior_coefs
 from utils.guidance import ClassifierFree, ClassifierGuided
-from utils.mixture import GaussianMixture
+from utils.data.mixture import GaussianMixture
 from utils.schedules import cosine
-from utils.train import diffusion_loss
-from utils.zoo import digits_ddpm
+from utils.training.loop import diffusion_loss
+from utils.training.zoo import digits_ddpm
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")
@@ -100,7 +100,7 @@ plt.show()
 # carries label y = 1 with probability p(y = 1 | j) ∈ {0.1, 0.5, 0.8}. Components stay Gaussian under noising, so
 # with the responsibilities r_j,t(x) = p(j | x_t = x) everything is exact at every t:
 # p_t(y | x) = Σ_j r_j,t(x) p(y | j), and p_t(x | y) is the same mixture with weights ∝ w_j p(y | j).
-# `utils.guided_training.LabelledMixture` implements this; we check Bayes' rule for scores with autograd.
+# `utils.lessons.ch06_guidance.LabelledMixture` implements this; we check Bayes' rule for scores with autograd.
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
@@ -438,7 +438,7 @@ def cfg_ancestral_sampler(denoiser, w, x, ts, y, generator):
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ## 5. Training on digits
 #
-# The models come from `utils.zoo` (cached: the first run trains them, later runs load them). The conditional UNet
+# The models come from `utils.training.zoo` (cached: the first run trains them, later runs load them). The conditional UNet
 # is trained with p_uncond = 0.1 and, for the comparison of Table 1, with p_uncond = 0.2; the unconditional UNet
 # and the noise-aware classifier are for classifier guidance. The classifier is trained on x_t = α_t x_0 + σ_t ε
 # with t = n/T, n ~ U{1..T} — the same schedule as the diffusion model it will guide.
@@ -689,7 +689,7 @@ plt.show()
 # samples: the feature classifier's accuracy on the chosen class and on all classes, the within-class spread
 # (relative to real digits) and the FD ratio of the whole batch. With only n = 100 images the FD ratio is dominated
 # by its finite-sample bias — it lands far below 1 and rewards low diversity — so compare it only between settings
-# of this widget, never with the tables above. The computation is `utils.guided_training.guidance_panel`; results
+# of this widget, never with the tables above. The computation is `utils.lessons.ch06_guidance.guidance_panel`; results
 # are memoised, so revisiting a setting is instant.
 
 # %% slideshow={"slide_type": "-"}

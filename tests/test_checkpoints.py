@@ -3,8 +3,8 @@ import hashlib
 import pytest
 import torch
 
-from utils import checkpoints
-from utils.checkpoints import (CheckpointError, load_checkpoint, save_checkpoint, sha256_file, verify_manifest,
+from utils.training import checkpoints
+from utils.training.checkpoints import (CheckpointError, load_checkpoint, save_checkpoint, sha256_file, verify_manifest,
                                write_manifest)
 
 

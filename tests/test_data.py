@@ -1,4 +1,4 @@
-"""Tests of utils.data and utils.mixture: toys, the exact Gaussian mixture, digits, MNIST and profiles."""
+"""Tests of utils.data and utils.data.mixture: toys, the exact Gaussian mixture, digits, MNIST and profiles."""
 
 import gzip
 import hashlib
@@ -8,7 +8,8 @@ import struct
 import pytest
 import torch
 
-from utils import data, mixture, mnist
+from utils import data
+from utils.data import mixture, mnist
 from utils.config import REPO_ROOT
 from utils.forward import q_sample
 from utils.schedules import cosine, ddpm_linear

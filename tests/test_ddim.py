@@ -5,8 +5,9 @@ import math
 import pytest
 import torch
 
-from utils import ddim, forward, oracles, samplers, schedules
-from utils.mixture import analytic_mixture
+from utils import forward, oracles, samplers, schedules
+from utils.lessons import ch04_ddim as ddim
+from utils.data.mixture import analytic_mixture
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from utils import data, neq
+from utils import data
+from utils.lessons import ch01_neq as neq
 from utils.exercises import ch01
 
 

@@ -6,7 +6,7 @@ import torch
 from utils import samplers, schedules
 from utils.denoiser import Denoiser
 from utils.guidance import ClassifierFree, ClassifierGuided
-from utils.mixture import GaussianMixture
+from utils.data.mixture import GaussianMixture
 
 MEANS = torch.tensor([[-2.0, 0.0], [2.0, 0.0]], dtype=torch.float64)
 

@@ -6,11 +6,11 @@ import torch
 from utils import samplers, schedules
 from utils.data import image_data
 from utils.guidance import ClassifierFree, ClassifierGuided
-from utils.guided_training import (LabelledMixture, accuracy_vs_time, balanced_labels, evaluate_samples,
+from utils.lessons.ch06_guidance import (LabelledMixture, accuracy_vs_time, balanced_labels, evaluate_samples,
                                    guidance_panel, guidance_sweep, noisy_classifier, noisy_classifier_loss_fn,
                                    sample_guided)
-from utils.mixture import GaussianMixture
-from utils.models import Classifier, UNet
+from utils.data.mixture import GaussianMixture
+from utils.nets import Classifier, UNet
 from utils.denoiser import Denoiser
 
 F64 = torch.float64

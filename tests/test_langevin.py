@@ -5,9 +5,9 @@ import math
 import pytest
 import torch
 
-from utils import langevin as lg
+from utils.lessons import ch02_langevin as lg
 from utils.data import two_mode_mixture
-from utils.score_matching import ve_score
+from utils.lessons.ch02_score_matching import ve_score
 
 
 def gaussian_score(mean, var):

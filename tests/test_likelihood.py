@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from utils import likelihood as L
+from utils.eval import likelihood as L
 from utils import schedules
 from utils.denoiser import Denoiser
 from utils.forward import posterior_coefs

@@ -5,7 +5,7 @@ import pytest
 import scipy.linalg
 import torch
 
-from utils import metrics
+from utils.eval import metrics
 
 
 # --- sliced Wasserstein ---------------------------------------------------------------------------

@@ -2,7 +2,7 @@ import pytest
 import torch
 from torch import nn
 
-from utils.models import MLP, Classifier, TimeEmbedding, UNet, count_parameters
+from utils.nets import MLP, Classifier, TimeEmbedding, UNet, count_parameters
 
 
 def _unzero(net: nn.Module, gen) -> nn.Module:
@@ -146,7 +146,7 @@ def test_count_parameters():
 
 
 def test_float64_models_work():
-    from utils.models import MLP
+    from utils.nets import MLP
 
     net = MLP(dim=2, hidden=16, depth=1).double()
     out = net(torch.zeros(3, 2, dtype=torch.float64), torch.rand(3, dtype=torch.float64))

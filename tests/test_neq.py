@@ -6,10 +6,11 @@ import math
 import pytest
 import torch
 
-from utils import data, neq, neq_kernels
+from utils import data
+from utils.lessons import ch01_neq as neq, ch01_kernels as neq_kernels
 from utils.exercises.ch01 import k_equilibrium
 from utils.forward import posterior as utils_posterior
-from utils.mixture import GaussianMixture
+from utils.data.mixture import GaussianMixture
 from utils.schedules import from_betas
 
 BETAS = neq.sigmoid_betas(12, 1e-3, 0.4)

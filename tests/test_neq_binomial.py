@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, kl_divergence
 
-from utils import neq_binomial as nb
+from utils.lessons import ch01_binomial as nb
 
 
 def test_heartbeat_has_one_pulse_every_period_with_a_random_phase(gen):

@@ -7,10 +7,10 @@ import math
 import pytest
 import torch
 
-from utils import ode_likelihood as ol
-from utils import sde_views as sv
-from utils.likelihood import from_levels
-from utils.mixture import GaussianMixture
+from utils.eval import ode_likelihood as ol
+from utils.lessons import ch05_sde as sv
+from utils.eval.likelihood import from_levels
+from utils.data.mixture import GaussianMixture
 from utils.oracles import gaussian_denoiser
 from utils.schedules import vp_linear
 from utils.sde import VPSDE

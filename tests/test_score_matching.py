@@ -3,10 +3,10 @@
 import pytest
 import torch
 
-from utils import score_matching as sm
+from utils.lessons import ch02_score_matching as sm
 from utils.data import analytic_mixture, load_digits
-from utils.mixture import GaussianMixture
-from utils.models import MLP
+from utils.data.mixture import GaussianMixture
+from utils.nets import MLP
 
 
 def linear_score(A, b):
@@ -105,7 +105,7 @@ def test_exact_scores_agree_with_autograd_and_tweedie(mix, gen):
 
 def test_tweedie_matches_a_monte_carlo_posterior_mean():
     # one Gaussian N(1, 0.5²), noise σ = 1: E[x | x̃] = 1 + 0.25/1.25 (x̃ − 1); check by binning samples
-    from utils.mixture import GaussianMixture
+    from utils.data.mixture import GaussianMixture
 
     g = GaussianMixture([[1.0]], stds=[0.5])
     gen = torch.Generator().manual_seed(6)

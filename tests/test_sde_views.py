@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from utils import samplers
-from utils import sde_views as sv
+from utils.lessons import ch05_sde as sv
 from utils.data import analytic_mixture
-from utils.metrics import sliced_wasserstein, sw_floor
-from utils.mixture import GaussianMixture
+from utils.eval.metrics import sliced_wasserstein, sw_floor
+from utils.data.mixture import GaussianMixture
 from utils.schedules import vp_linear
 
 MEAN, STD = 0.5, 0.3

@@ -8,10 +8,10 @@ import torch
 from torch import nn
 
 from utils import schedules
-from utils.checkpoints import load_checkpoint
-from utils.models import MLP
+from utils.training.checkpoints import load_checkpoint
+from utils.nets import MLP
 from utils.tensors import append_dims
-from utils.train import (TrainConfig, TrainingError, _fingerprint, cache_key, cached_train, diffusion_loss,
+from utils.training.loop import (TrainConfig, TrainingError, _fingerprint, cache_key, cached_train, diffusion_loss,
                          diffusion_loss_fn, learning_rate, train)
 
 SCH = schedules.cosine(1000)
@@ -222,7 +222,7 @@ def test_cached_train_is_deterministic_and_survives_corruption(tmp_path, monkeyp
 
 
 def test_train_works_inside_no_grad():
-    from utils.train import TrainConfig, train
+    from utils.training.loop import TrainConfig, train
 
     model = torch.nn.Linear(2, 1)
     data = torch.randn(64, 2)

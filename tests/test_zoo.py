@@ -3,9 +3,10 @@
 import pytest
 import torch
 
-from utils import learned_variance as LV
-from utils import likelihood as L
-from utils import schedules, zoo
+from utils.lessons import ch03_learned_variance as LV
+from utils.eval import likelihood as L
+from utils import schedules
+from utils.training import zoo
 from utils.denoiser import Denoiser
 from utils.samplers import sample_ddpm, time_grid
 

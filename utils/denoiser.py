@@ -15,8 +15,8 @@ from typing import Callable
 
 import torch
 
-from .schedules import Schedule
-from .tensors import append_dims, time_batch
+from utils.schedules import Schedule
+from utils.tensors import append_dims, time_batch
 
 PREDICTS = ("eps", "x0", "v")
 

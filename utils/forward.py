@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import torch
 
-from .schedules import Schedule
-from .tensors import append_dims, time_batch
+from utils.schedules import Schedule
+from utils.tensors import append_dims, time_batch
 
 
 def q_sample(schedule: Schedule, x0: torch.Tensor, t, eps: torch.Tensor | None = None,

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .denoiser import Denoiser
-from .tensors import append_dims, time_batch
+from utils.denoiser import Denoiser
+from utils.tensors import append_dims, time_batch
 
 
 class ClassifierFree(Denoiser):

@@ -18,10 +18,10 @@ import operator
 
 import torch
 
-from .denoiser import Denoiser
-from .mixture import GaussianMixture
-from .schedules import Schedule
-from .tensors import time_batch
+from utils.denoiser import Denoiser
+from utils.data.mixture import GaussianMixture
+from utils.schedules import Schedule
+from utils.tensors import time_batch
 
 
 def _flatten(x: torch.Tensor, D: int) -> torch.Tensor:

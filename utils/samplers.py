@@ -23,9 +23,9 @@ from typing import Callable
 
 import torch
 
-from .denoiser import Denoiser
-from .sde import SDE, VESDE, VPSDE
-from .tensors import append_dims
+from utils.denoiser import Denoiser
+from utils.sde import SDE, VESDE, VPSDE
+from utils.tensors import append_dims
 
 
 def check_time_grid(ts: torch.Tensor) -> torch.Tensor:

@@ -22,8 +22,8 @@ import math
 
 import torch
 
-from .schedules import Schedule, _as_tensor
-from .tensors import append_dims, time_batch
+from utils.schedules import Schedule, _as_tensor
+from utils.tensors import append_dims, time_batch
 
 
 class SDE:

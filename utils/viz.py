@@ -14,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from . import config
+from utils import config
 
 
 def _to_numpy(x) -> np.ndarray:

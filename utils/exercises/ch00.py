@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..gaussians import kl_normal
+from utils.gaussians import kl_normal
 
 
 def _cases(seed: int = 0, n: int = 16):

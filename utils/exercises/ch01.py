@@ -7,9 +7,9 @@ import math
 import torch
 from torch.distributions import Independent, Normal, kl_divergence
 
-from ..forward import posterior as utils_posterior
-from ..forward import posterior_coefs
-from ..schedules import from_betas
+from utils.forward import posterior as utils_posterior
+from utils.forward import posterior_coefs
+from utils.schedules import from_betas
 
 
 def _betas(T: int = 12, seed: int = 0) -> torch.Tensor:

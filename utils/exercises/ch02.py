@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..data import analytic_mixture
-from ..score_matching import ve_posterior_mean, ve_score
+from utils.data import analytic_mixture
+from utils.lessons.ch02_score_matching import ve_posterior_mean, ve_score
 
 
 def _gaussian_cases():

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import torch
 
-from ..forward import posterior_coefs
-from ..schedules import cosine, ddpm_linear
-from ..train import diffusion_loss
+from utils.forward import posterior_coefs
+from utils.schedules import cosine, ddpm_linear
+from utils.training.loop import diffusion_loss
 
 
 def _close(got, want, what: str, hint: str, rtol: float = 1e-5, atol: float = 1e-6) -> None:
@@ -84,4 +84,4 @@ def check_training_step(fn) -> None:
     got = fn(model, x0, n, eps, sch.alpha_bars.float())
     _close(got, want, "L_simple", "Call the network at t = n/T (a float in (0, 1]) and average the squared error "
            "over the batch and the pixels.", rtol=1e-5)
-    print("one training step by hand: equals utils.train.diffusion_loss with the same draws")
+    print("one training step by hand: equals utils.training.loop.diffusion_loss with the same draws")

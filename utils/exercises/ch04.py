@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import torch
 
-from ..denoiser import Denoiser
-from ..forward import posterior_coefs
-from ..samplers import ddim_step
-from ..schedules import ddpm_linear
+from utils.denoiser import Denoiser
+from utils.forward import posterior_coefs
+from utils.samplers import ddim_step
+from utils.schedules import ddpm_linear
 
 _SCHEDULE = ddpm_linear(1000)
 

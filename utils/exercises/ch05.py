@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from ..schedules import vp_linear
+from utils.schedules import vp_linear
 
 
 def check_vp_marginal(fn) -> None:

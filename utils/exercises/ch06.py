@@ -1,16 +1,16 @@
 """Checkers for chapter 06's exercises (the guided ε, the sign of w, tempered mixture weights).
 
 Each checker compares the learner's function with the exact scores of a small Gaussian mixture with soft
-labels (``utils.guided_training.LabelledMixture``), obtained by automatic differentiation of log-densities.
+labels (``utils.lessons.ch06_guidance.LabelledMixture``), obtained by automatic differentiation of log-densities.
 """
 
 from __future__ import annotations
 
 import torch
 
-from ..guided_training import LabelledMixture
-from ..mixture import GaussianMixture
-from ..schedules import cosine
+from utils.lessons.ch06_guidance import LabelledMixture
+from utils.data.mixture import GaussianMixture
+from utils.schedules import cosine
 
 F64 = torch.float64
 

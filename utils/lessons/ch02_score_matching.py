@@ -27,8 +27,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-from .mixture import GaussianMixture
-from .tensors import append_dims
+from utils.data.mixture import GaussianMixture
+from utils.tensors import append_dims
 
 
 def _sigma_batch(sigma, x: torch.Tensor) -> torch.Tensor:
@@ -110,7 +110,7 @@ def ncsn_loss(score: Callable, x: torch.Tensor, sigmas, *, generator: torch.Gene
 
 
 def ncsn_loss_fn(sigmas, **options) -> Callable:
-    """``loss_fn(model, x, y, generator)`` for ``utils.train.train``, calling ``ncsn_loss``."""
+    """``loss_fn(model, x, y, generator)`` for ``utils.training.loop.train``, calling ``ncsn_loss``."""
     def loss_fn(model, x, y, generator):
         return ncsn_loss(model, x, sigmas, generator=generator, **options)
     return loss_fn
@@ -120,7 +120,7 @@ def ncsn_loss_fn(sigmas, **options) -> Callable:
 class NoiseConditionalScore(nn.Module):
     """s_θ(x, σ) = net(x, t(σ)) / σ, with t(σ) = log(σ/σ_min)/log(σ_max/σ_min) mapping [σ_min, σ_max] to [0, 1].
 
-    ``net`` is any course network called as ``net(x, t)`` (``utils.models.MLP`` or ``UNet``); call the
+    ``net`` is any course network called as ``net(x, t)`` (``utils.nets.MLP`` or ``UNet``); call the
     wrapper as ``model(x, sigma)`` with sigma a float or a (B,) tensor. ``divide_by_sigma=False``
     returns net(x, t(σ)) itself (the NCSN 2019 parameterisation, for comparison).
     """

@@ -25,11 +25,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .denoiser import Denoiser
-from .forward import posterior, q_sample
-from .gaussians import kl_normal, sum_features
-from .schedules import DiscreteSchedule
-from .tensors import append_dims
+from utils.denoiser import Denoiser
+from utils.forward import posterior, q_sample
+from utils.gaussians import kl_normal, sum_features
+from utils.schedules import DiscreteSchedule
+from utils.tensors import append_dims
 
 VARIANCES = ("posterior", "beta")
 
@@ -281,7 +281,7 @@ def elbo_weights(schedule: DiscreteSchedule, kind: str = "posterior") -> torch.T
 
 
 def elbo_weighting(schedule: DiscreteSchedule, kind: str = "posterior") -> Callable:
-    """A ``weighting`` for ``utils.train.diffusion_loss``: t = n/T (B,) -> w_n, scaled so the mean over n is 1."""
+    """A ``weighting`` for ``utils.training.loop.diffusion_loss``: t = n/T (B,) -> w_n, scaled so the mean over n is 1."""
     w = elbo_weights(schedule, kind)
     w = (w / w.mean()).float()
 

@@ -25,7 +25,7 @@ import contextlib
 import numpy as np
 import torch
 
-from . import config
+from utils import config
 
 
 def _generator(generator) -> torch.Generator:
@@ -175,14 +175,14 @@ _CLASSIFIERS: dict = {}  # (cache folder, device, training cache key) -> classif
 def _default_data(data):
     if data is not None:
         return data
-    from .data import image_data
+    from utils.data import image_data
 
     return image_data(config.get_profile())
 
 
 def classifier_config(profile: str | None = None):
     """(TrainConfig, base_channels) of the feature classifier in the active (or given) profile."""
-    from .train import TrainConfig
+    from utils.training.loop import TrainConfig
 
     steps, base_channels = config.by_profile(smoke=(60, 16), cpu=(500, 16), gpu=(3000, 32), profile=profile)
     cfg = TrainConfig(steps=steps, batch_size=128, lr=2e-3, ema_decay=0.995, weight_decay=1e-4, seed=0)
@@ -200,8 +200,8 @@ def feature_classifier(data=None, *, progress: bool = False):
     (so it is trained once, deterministically, then loaded), returned in eval mode on ``get_device()``.
     Its penultimate features define the Fréchet distance of ``fd_ratio``.
     """
-    from .models import Classifier
-    from .train import cache_key, cached_train
+    from utils.nets import Classifier
+    from utils.training.loop import cache_key, cached_train
 
     data = _default_data(data)
     device = config.get_device()

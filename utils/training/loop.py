@@ -27,11 +27,11 @@ import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .config import cache_dir
-from .denoiser import PREDICTS
-from .forward import q_sample
-from .tensors import append_dims
+from utils.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from utils.config import cache_dir
+from utils.denoiser import PREDICTS
+from utils.forward import q_sample
+from utils.tensors import append_dims
 
 # fields of TrainConfig that do not change the trained weights (left out of the cache key)
 COSMETIC = ("log_every", "checkpoint_every")

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .gaussians import kl_normal, sum_features
-from .models import TimeEmbedding
+from utils.gaussians import kl_normal, sum_features
+from utils.nets import TimeEmbedding
 
 LOG2 = math.log(2.0)
 
@@ -180,7 +180,7 @@ def bound_terms(model: ReverseGaussian, x0: torch.Tensor, generator: torch.Gener
 
 
 def neg_bound_loss(model: ReverseGaussian, x0: torch.Tensor, y=None, generator=None) -> torch.Tensor:
-    """−K averaged over the batch (nats per point): the training loss, as ``loss_fn`` for utils.train."""
+    """−K averaged over the batch (nats per point): the training loss, as ``loss_fn`` for utils.training.loop."""
     return -bound_terms(model, x0, generator)["K"].mean()
 
 

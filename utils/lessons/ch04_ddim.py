@@ -22,11 +22,11 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from .config import cache_dir
-from .samplers import check_time_grid, sample_ddim
-from .schedules import Schedule
-from .tensors import append_dims, time_batch
+from utils.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
+from utils.config import cache_dir
+from utils.samplers import check_time_grid, sample_ddim
+from utils.schedules import Schedule
+from utils.tensors import append_dims, time_batch
 
 SPACINGS = ("uniform", "quadratic")
 

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .models import TimeEmbedding
+from utils.nets import TimeEmbedding
 
 _EPS = 1e-6
 
@@ -131,7 +131,7 @@ def bound_terms(model: ReverseBinomial, x0: torch.Tensor, steps: int | None = No
 
 
 def neg_bound_loss(model: ReverseBinomial, x0: torch.Tensor, y=None, generator=None, steps: int = 8) -> torch.Tensor:
-    """−K per sequence (nats), estimated from ``steps`` random steps per sequence: a ``loss_fn`` for utils.train."""
+    """−K per sequence (nats), estimated from ``steps`` random steps per sequence: a ``loss_fn`` for utils.training.loop."""
     return -bound_terms(model, x0, steps=steps, generator=generator)["K"].mean()
 
 

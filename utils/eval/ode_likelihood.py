@@ -19,7 +19,7 @@ Solvers: scipy's adaptive ``"rk45"`` (Dormand–Prince) or fixed-step ``"euler"`
 ``nfe`` counts evaluations of v (each is one score evaluation plus its divergence).
 
 For images on K levels, ``ode_bits_per_dim`` dequantises x + u, u ~ U(−δ, δ) per pixel, and turns the continuous
-NLL into a bound on the discrete one (``utils.likelihood.dequantised_bits_per_dim``). That bound is only tight for a
+NLL into a bound on the discrete one (``utils.eval.likelihood.dequantised_bits_per_dim``). That bound is only tight for a
 model whose density is smooth across a bin: ``dequantised_digits_ddpm`` trains the course's DDPM on x + u.
 """
 
@@ -32,8 +32,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .likelihood import dequantise, dequantised_bits_per_dim, from_levels, to_levels
-from .sde import SDE, VPSDE
+from utils.eval.likelihood import dequantise, dequantised_bits_per_dim, from_levels, to_levels
+from utils.sde import SDE, VPSDE
 
 DIVERGENCES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
@@ -228,19 +228,19 @@ def image_levels(x: torch.Tensor) -> int:
 
 
 def dequantised_digits_ddpm(*, steps: int | None = None, seed: int = 0, progress: bool = True):
-    """``utils.zoo.digits_ddpm()``'s network, schedule and training config, trained on *dequantised* images x + u,
+    """``utils.training.zoo.digits_ddpm()``'s network, schedule and training config, trained on *dequantised* images x + u,
     u ~ U(−δ, δ) drawn afresh for every batch, so that its density is smooth across each pixel's bin.
 
     Returns (Denoiser, TrainResult), cached like every course model.
     """
     from dataclasses import replace
 
-    from .config import get_device, get_profile
-    from .data import image_data
-    from .denoiser import Denoiser
-    from .models import UNet
-    from .train import cached_train, diffusion_loss_fn
-    from .zoo import digits_config, make_schedule
+    from utils.config import get_device, get_profile
+    from utils.data import image_data
+    from utils.denoiser import Denoiser
+    from utils.nets import UNet
+    from utils.training.loop import cached_train, diffusion_loss_fn
+    from utils.training.zoo import digits_config, make_schedule
 
     data = image_data()
     levels = image_levels(data.train_x[:256])

@@ -1,10 +1,10 @@
 r"""Guidance in practice: a noise-aware classifier, guided sampling and its evaluation, and an exact testbed.
 
 * ``noisy_classifier`` trains p_φ(y | x_t, t) (Dhariwal & Nichol 2021, Section 4) on noised images
-  x_t = α_t x_0 + σ_t ε with t = n/T, n ~ U{1..T}, through ``utils.train.cached_train``.
+  x_t = α_t x_0 + σ_t ε with t = n/T, n ~ U{1..T}, through ``utils.training.loop.cached_train``.
 * ``sample_guided`` / ``evaluate_samples`` / ``guidance_sweep`` / ``guidance_panel`` draw class-conditional
   samples from any (guided) denoiser with fixed noise and score them with the course's feature classifier:
-  label accuracy, mean confidence and the Fréchet-distance ratio (``utils.metrics.fd_ratio``).
+  label accuracy, mean confidence and the Fréchet-distance ratio (``utils.eval.metrics.fd_ratio``).
 * ``LabelledMixture``: a Gaussian mixture whose components carry soft labels p(y | component j). Every
   quantity guidance needs is exact: p_t(y | x) = Σ_j r_j(x) p(y | j), the conditional denoiser, the
   tempered density p_t(x) p_t(y | x)^s and, for well-separated components, its mixture weights
@@ -18,16 +18,16 @@ from typing import Callable
 
 import torch
 
-from .config import by_profile, get_device
-from .data import image_data
-from .denoiser import Denoiser
-from .forward import q_sample
-from .metrics import classifier_logits, fd_ratio, feature_classifier
-from .mixture import GaussianMixture
-from .models import Classifier
-from .samplers import sample_ddim, time_grid
-from .schedules import Schedule
-from .train import TrainConfig, TrainResult, cached_train
+from utils.config import by_profile, get_device
+from utils.data import image_data
+from utils.denoiser import Denoiser
+from utils.forward import q_sample
+from utils.eval.metrics import classifier_logits, fd_ratio, feature_classifier
+from utils.data.mixture import GaussianMixture
+from utils.nets import Classifier
+from utils.samplers import sample_ddim, time_grid
+from utils.schedules import Schedule
+from utils.training.loop import TrainConfig, TrainResult, cached_train
 
 # ------------------------------------------------------------------------------- noise-aware classifier
 

@@ -4,7 +4,7 @@ For mixture data every forward marginal q(x_n) is a mixture, so the true reverse
 too (``reverse_kernel``). That makes the claims of Sohl-Dickstein et al. (2015) checkable: the kernel is close to
 Gaussian when β_n is small (``kernel_gaussianity_gap``, per step of a schedule in ``schedule_gaps``), and the
 conditional entropy H_q(X_{n−1} | X_n) that bounds the reverse process (Section 2.6) can be estimated
-(``reverse_entropy``). Steps n = 1..T and ᾱ as in ``utils.neq``; everything in float64 and nats.
+(``reverse_entropy``). Steps n = 1..T and ᾱ as in ``utils.lessons.ch01_neq``; everything in float64 and nats.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ import math
 
 import torch
 
-from .mixture import GaussianMixture
-from .neq import _check_betas, alpha_bars
-from .schedules import from_betas
+from utils.data.mixture import GaussianMixture
+from utils.lessons.ch01_neq import _check_betas, alpha_bars
+from utils.schedules import from_betas
 
 
 def reverse_kernel(mixture: GaussianMixture, alpha_bar_prev: float, beta: float, x_n: torch.Tensor):

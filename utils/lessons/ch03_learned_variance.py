@@ -17,12 +17,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .forward import posterior, q_sample
-from .likelihood import bits_per_dim, interpolated_log_variance, vlb_term
-from .models import UNet
-from .samplers import check_time_grid
-from .schedules import DiscreteSchedule
-from .tensors import append_dims, time_batch
+from utils.forward import posterior, q_sample
+from utils.eval.likelihood import bits_per_dim, interpolated_log_variance, vlb_term
+from utils.nets import UNet
+from utils.samplers import check_time_grid
+from utils.schedules import DiscreteSchedule
+from utils.tensors import append_dims, time_batch
 
 
 class LearnedVarianceUNet(nn.Module):
@@ -65,7 +65,7 @@ def hybrid_loss(net: LearnedVarianceUNet, schedule: DiscreteSchedule, x0: torch.
 
 
 def hybrid_loss_fn(schedule: DiscreteSchedule, **options):
-    """``loss_fn(model, x, y, generator)`` for ``utils.train.train``."""
+    """``loss_fn(model, x, y, generator)`` for ``utils.training.loop.train``."""
     def loss_fn(model, x, y, generator):
         return hybrid_loss(model, schedule, x, y=y, generator=generator, **options)
     return loss_fn
@@ -73,7 +73,7 @@ def hybrid_loss_fn(schedule: DiscreteSchedule, **options):
 
 def learned_variance_predictor(net: LearnedVarianceUNet, schedule: DiscreteSchedule,
                                clip_x0: tuple[float, float] | None = None):
-    """``predict(x_t, n) -> (ε̂, log Σ)`` for ``utils.likelihood.variational_bound`` (x̂_0 clamped to ``clip_x0``
+    """``predict(x_t, n) -> (ε̂, log Σ)`` for ``utils.eval.likelihood.variational_bound`` (x̂_0 clamped to ``clip_x0``
     and ε̂ recomputed from it, as ``Denoiser`` does, when given)."""
     def predict(x_t, n):
         t = n.to(x_t.dtype) / schedule.T

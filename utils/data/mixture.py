@@ -19,7 +19,7 @@ import operator
 
 import torch
 
-from .schedules import Schedule
+from utils.schedules import Schedule
 
 _F64 = torch.float64
 

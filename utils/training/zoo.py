@@ -1,4 +1,4 @@
-r"""The course's standard trained DDPMs, built once through ``utils.train.cached_train`` and then loaded.
+r"""The course's standard trained DDPMs, built once through ``utils.training.loop.cached_train`` and then loaded.
 
 Every later chapter can ask for the same model without depending on a file another notebook wrote:
 
@@ -18,16 +18,16 @@ from dataclasses import replace
 
 import torch
 
-from .config import by_profile, get_device, get_profile
-from .data import TOY_NAMES, image_data, toy
-from .denoiser import Denoiser
-from .learned_variance import LearnedVarianceUNet, hybrid_loss_fn
-from .likelihood import elbo_weighting
-from .models import MLP, UNet
-from .forward import q_sample
-from .samplers import sample_ddim, sample_ddpm, time_grid
-from .schedules import DiscreteSchedule, cosine, ddpm_linear
-from .train import TrainConfig, TrainResult, cached_train, diffusion_loss_fn
+from utils.config import by_profile, get_device, get_profile
+from utils.data import TOY_NAMES, image_data, toy
+from utils.denoiser import Denoiser
+from utils.lessons.ch03_learned_variance import LearnedVarianceUNet, hybrid_loss_fn
+from utils.eval.likelihood import elbo_weighting
+from utils.nets import MLP, UNet
+from utils.forward import q_sample
+from utils.samplers import sample_ddim, sample_ddpm, time_grid
+from utils.schedules import DiscreteSchedule, cosine, ddpm_linear
+from utils.training.loop import TrainConfig, TrainResult, cached_train, diffusion_loss_fn
 
 SCHEDULES = ("linear", "cosine")
 WEIGHTINGS = ("simple", "elbo", "hybrid")
@@ -101,8 +101,8 @@ def digits_ddpm(*, schedule: str = "linear", weighting: str = "simple", conditio
     """The course UNet as an ε-predicting DDPM on the profile's images (``utils.data.image_data``).
 
     ``weighting``: "simple" (L_simple, Ho et al. 2020 Eq. 14), "elbo" (the true bound's weights for fixed
-    variances β̃, ``utils.likelihood.elbo_weights``) or "hybrid" (learned variances, L_simple + λ L_vlb,
-    ``utils.learned_variance``; the network then also has ``forward_with_v``). ``conditional=True`` trains
+    variances β̃, ``utils.eval.likelihood.elbo_weights``) or "hybrid" (learned variances, L_simple + λ L_vlb,
+    ``utils.lessons.ch03_learned_variance``; the network then also has ``forward_with_v``). ``conditional=True`` trains
     with labels, each dropped to ∅ with probability ``p_uncond`` (classifier-free guidance).
     The returned denoiser clips x̂_0 to ``clip_x0`` = [−1, 1] as DDPM's sampler does (pass None for the raw
     network, e.g. for ODE likelihoods): near t = 1, x̂_0 = (x − σ ε̂)/α divides by a tiny α (cosine: α_T ≈ 1e-5).

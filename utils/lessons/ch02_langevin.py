@@ -26,7 +26,7 @@ from typing import Callable
 
 import torch
 
-from .tensors import append_dims
+from utils.tensors import append_dims
 
 
 def _check_positive(name: str, value) -> float:

@@ -17,11 +17,11 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .metrics import sliced_wasserstein
-from .mixture import GaussianMixture
-from .samplers import check_time_grid, langevin_correct, sample_euler_maruyama, sample_pc, sample_pf_ode, time_grid
-from .schedules import Schedule, _as_tensor, vp_linear
-from .sde import SDE, VESDE, SubVPSDE, VPSDE
+from utils.eval.metrics import sliced_wasserstein
+from utils.data.mixture import GaussianMixture
+from utils.samplers import check_time_grid, langevin_correct, sample_euler_maruyama, sample_pc, sample_pf_ode, time_grid
+from utils.schedules import Schedule, _as_tensor, vp_linear
+from utils.sde import SDE, VESDE, SubVPSDE, VPSDE
 
 SDE_NAMES = ("VP", "sub-VP", "VE")
 SAMPLERS = ("euler_maruyama", "reverse_diffusion", "ancestral", "pc", "pf_euler", "pf_heun")
@@ -306,7 +306,7 @@ def explore_samplers(sde_name: str = "VP", sampler: str = "pc", steps: int = 50,
     the PF-ODE (Heun) from the same starting points, sw (sliced Wasserstein to fresh data), floor (data vs data),
     nfe (score evaluations of the sampler)).
     """
-    from .data import analytic_mixture
+    from utils.data import analytic_mixture
 
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
