@@ -61,7 +61,7 @@ from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
 from utils.exercises import ch01
 from utils.eval.metrics import sliced_wasserstein, sw_floor
-from utils.training.loop import TrainConfig, cached_train
+from utils.training import TrainConfig, cached_train
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")

@@ -68,7 +68,7 @@ from utils.exercises import ch02
 from utils.eval.metrics import fd_ratio, feature_classifier, frechet_distance, sliced_wasserstein, sw_floor
 from utils.data.mixture import GaussianMixture
 from utils.nets import MLP, UNet
-from utils.training.loop import TrainConfig, cached_train
+from utils.training import TrainConfig, cached_train
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")

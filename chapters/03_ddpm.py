@@ -69,7 +69,7 @@ from utils.gaussians import kl_normal, log_normal, sum_features
 from utils.nets import MLP
 from utils.oracles import mixture_denoiser
 from utils.tensors import append_dims
-from utils.training.loop import diffusion_loss
+from utils.training import diffusion_loss
 
 profile, device = get_profile(), get_device()
 print(f"profile: {profile}   device: {device}")
@@ -788,7 +788,7 @@ for name, den in (("linear", lin_den), ("cosine", cos_den)):
 # between them. (`sample_ddpm` on a grid of $K$ steps *is* this sampler with $v = 0$ — check below.)
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-hyb_den, hyb_run = zoo.digits_ddpm(schedule="cosine", weighting="hybrid")
+hyb_den, hyb_run = LV.hybrid_ddpm(schedule="cosine")
 print(f"{'loaded' if hyb_run.loaded else 'trained'}: {len(hyb_run.losses)} steps, {hyb_run.seconds:.0f} s of training")
 bounds["cosine, L_simple, sigma^2 = beta"] = bound_of(L.fixed_variance(cos_den, "beta"), cos_den.schedule)
 bounds["cosine, L_hybrid, learned sigma^2"] = bound_of(

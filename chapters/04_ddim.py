@@ -93,7 +93,7 @@ plt.show()
 # | ε_θ^{(t)}(x_t), f_θ^{(t)}(x_t) | ε̂, x̂_0 | `denoiser.eps(x, t)`, `denoiser.x0(x, t)` |
 # | σ_t(η) (Eq. 16) | the step's noise std | `ddim.ddim_std`, inside `samplers.ddim_step` |
 # | τ_1 < … < τ_S | the sub-sequence | `ddim.ddim_grid(S, T)` → a decreasing grid `ts` |
-# | x̄ = x/√α, σ̄ = √((1 − α)/α) (Eq. 14) | x/α, σ/α | `x / schedule.alpha(t)`, `ddim.sigma_bar` = `schedule.sigma_ve` |
+# | x̄ = x/√α, σ̄ = √((1 − α)/α) (Eq. 14) | x/α, σ/α | `x / schedule.alpha(t)`, `schedule.sigma_ve` |
 
 # %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 denoiser, result = digits_ddpm(clip_x0=None, T=by_profile(smoke=20, cpu=1000, gpu=1000))  # smoke: a 20-step toy
@@ -408,20 +408,19 @@ tm = 0.01 + 0.98 * torch.rand(256, generator=gen, dtype=torch.float64)
 velocity = sde.pf_ode_drift(xm, tm, oracle.score(xm, tm))  # dx/dt of the probability-flow ODE
 d_xbar_dt = velocity / sch_c.alpha(tm)[:, None] + 0.5 * sch_c.beta(tm)[:, None] * xm / sch_c.alpha(tm)[:, None]
 tt_ = tm.clone().requires_grad_(True)
-(d_sigma_bar_dt,) = torch.autograd.grad(ddim.sigma_bar(sch_c, tt_).sum(), tt_)  # dσ̄/dt by autograd
+(d_sigma_bar_dt,) = torch.autograd.grad(sch_c.sigma_ve(tt_).sum(), tt_)  # dσ̄/dt by autograd
 print("the probability-flow ODE in (x̄, σ̄) is dx̄/dσ̄ = ε̂:",
       torch.allclose(d_xbar_dt, d_sigma_bar_dt[:, None] * oracle.eps(xm, tm), rtol=1e-6, atol=1e-8))
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Convergence.** On the same testbed, solve the probability-flow ODE accurately (adaptive Runge–Kutta,
-# `sample_pf_ode(method="rk45")`) from 500 starting points, then run DDIM with S steps from the same points.
+# `sample_pf_ode_rk45`) from 500 starting points, then run DDIM with S steps from the same points.
 # For a first-order method the error falls like 1/S: a slope of −1 on a log-log plot.
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
 x1 = torch.randn(by_profile(smoke=100, cpu=500, gpu=500), 2, generator=gen, dtype=torch.float64)
-ode_ref = samplers.sample_pf_ode(oracle, x1, torch.tensor([1.0, 0.0], dtype=torch.float64), method="rk45",
-                                 rtol=1e-8, atol=1e-8, t_eps=1e-5)
+ode_ref = samplers.sample_pf_ode_rk45(oracle, x1, rtol=1e-8, atol=1e-8, t_eps=1e-5)
 S_list = [5, 10, 20, 50, 100, 200, 500]
 ode_err = [float((samplers.sample_ddim(oracle, x1, samplers.time_grid(S).double()) - ode_ref).norm(dim=1).mean())
            for S in S_list]

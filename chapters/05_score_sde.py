@@ -62,6 +62,7 @@ import torch
 
 from utils.eval import ode_likelihood as ol
 from utils import samplers
+from utils.denoiser import CountingModel
 from utils.lessons import ch05_sde as sv
 from utils import viz
 from utils.training import zoo
@@ -69,7 +70,8 @@ from utils.config import by_profile, get_device, get_profile, seed_everything
 from utils.course_map import draw_course_map
 from utils.data import analytic_mixture, image_data
 from utils.exercises import ch05
-from utils.eval.likelihood import (dequantise, fixed_variance, independent_pixel_bits_per_dim, uniform_bits_per_dim,
+from utils.data.levels import dequantise, image_levels
+from utils.eval.likelihood import (fixed_variance, independent_pixel_bits_per_dim, uniform_bits_per_dim,
                               variational_bound)
 from utils.eval.metrics import fd_ratio, sliced_wasserstein, sw_floor
 from utils.oracles import mixture_denoiser
@@ -299,10 +301,11 @@ def vp_predictor_by_hand(model, sched, x, ts, generator, kind):
 
 for kind in ("reverse_diffusion", "ancestral"):
     ours = vp_predictor_by_hand(exact_vp, sch, x_T, ts_50, torch.Generator().manual_seed(6), kind)
-    lib = samplers.sample_pc(exact_vp, x_T, ts_50, predictor=kind, corrector=None, sde=vp,
+    step = getattr(samplers, f"{kind}_step")
+    lib = samplers.sample_pc(exact_vp, x_T, ts_50, predictor=step, corrector=None, sde=vp,
                              generator=torch.Generator().manual_seed(6))
     torch.testing.assert_close(ours, lib)
-    print(f"inline {kind} predictor == utils.samplers.sample_pc(predictor={kind!r}, corrector=None)")
+    print(f"inline {kind} predictor == utils.samplers.sample_pc(predictor={step.__name__}, corrector=None)")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # With the exact score, every reverse sampler must reproduce the data, up to its discretisation error. We measure the
@@ -376,10 +379,10 @@ def pc_by_hand(model, sched, x, ts, snr, generator):
 
 
 ours = pc_by_hand(exact_vp, sch, x_T, ts_50, 0.16, torch.Generator().manual_seed(10))
-lib = samplers.sample_pc(exact_vp, x_T, ts_50, predictor="reverse_diffusion", corrector="langevin", snr=0.16, sde=vp,
-                         generator=torch.Generator().manual_seed(10))
+lib = samplers.sample_pc(exact_vp, x_T, ts_50, predictor=samplers.reverse_diffusion_step,
+                         corrector=samplers.langevin_correct, snr=0.16, sde=vp, generator=torch.Generator().manual_seed(10))
 torch.testing.assert_close(ours, lib)
-print("inline predictor–corrector == utils.samplers.sample_pc(predictor='reverse_diffusion', corrector='langevin')")
+print("inline predictor–corrector == utils.samplers.sample_pc(predictor=reverse_diffusion_step, corrector=langevin_correct)")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Table 1 on the analytic testbed
@@ -496,9 +499,8 @@ ode_curves = {"PF-ODE Euler": sv.pf_ode_errors(exact_vp, x_err, euler_steps, "eu
               "PF-ODE Heun": sv.pf_ode_errors(exact_vp, x_err, heun_steps, "heun", sde=vp, reference=ref_err)}
 rk_nfe, rk_err = [], []
 for tol in by_profile(smoke=[1e-3, 1e-5], cpu=[1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7], gpu=[1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7]):
-    counted = samplers.CountingDenoiser(exact_vp)
-    out = samplers.sample_pf_ode(counted, x_err, samplers.time_grid(1).double(), method="rk45", sde=vp, rtol=tol, atol=tol,
-                                 t_eps=1e-5)
+    counted = CountingModel(exact_vp)
+    out = samplers.sample_pf_ode_rk45(counted, x_err, sde=vp, rtol=tol, atol=tol, t_eps=1e-5)
     rk_nfe.append(counted.nfe)
     rk_err.append(float((out - ref_err).norm(dim=1).pow(2).mean().sqrt()))
 ode_curves["PF-ODE RK45 (adaptive)"] = (rk_nfe, rk_err)
@@ -679,9 +681,9 @@ plt.show()
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
 images = image_data()
-levels = ol.image_levels(images.train_x[:256])
+levels = image_levels(images.train_x[:256])
 den_std, res_std = zoo.digits_ddpm(progress=True)  # chapter 03's model: same config, same cache entry
-den_deq, res_deq = ol.dequantised_digits_ddpm(progress=True)
+den_deq, res_deq = zoo.dequantised_digits_ddpm(progress=True)
 print(f"{images.name}: {levels} grey levels; standard DDPM loaded from cache: {res_std.loaded} ({res_std.seconds:.0f} s of "
       f"training), dequantised DDPM loaded: {res_deq.loaded} ({res_deq.seconds:.0f} s)")
 fig, axes = plt.subplots(1, 2, figsize=(10, 3))

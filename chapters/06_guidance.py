@@ -65,7 +65,7 @@ from utils.forward import posterior_coefs
 from utils.guidance import ClassifierFree, ClassifierGuided
 from utils.data.mixture import GaussianMixture
 from utils.schedules import cosine
-from utils.training.loop import diffusion_loss
+from utils.training import diffusion_loss_fn
 from utils.training.zoo import digits_ddpm
 
 profile, device = get_profile(), get_device()
@@ -461,7 +461,7 @@ print(f"total wall time {time.time() - t0:.0f} s")
 x0b, yb = data.train_x[:64].to(device), data.train_y[:64].to(device)
 T = den_c1.schedule.T
 ours = cfg_training_loss(den_c1.net, den_c1.schedule, x0b, yb, 0.1, T, torch.Generator().manual_seed(7))
-library = diffusion_loss(den_c1.net, den_c1.schedule, x0b, y=yb, T=T, p_uncond=0.1, generator=torch.Generator().manual_seed(7))
+library = diffusion_loss_fn(den_c1.schedule, T=T, p_uncond=0.1)(den_c1.net, x0b, yb, torch.Generator().manual_seed(7))
 torch.testing.assert_close(ours, library)
 print("Algorithm 1 (training loss) written out = diffusion_loss(..., p_uncond=0.1):", True)
 x_s = torch.randn(8, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)

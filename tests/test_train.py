@@ -11,8 +11,11 @@ from utils import schedules
 from utils.training.checkpoints import load_checkpoint
 from utils.nets import MLP
 from utils.tensors import append_dims
-from utils.training.loop import (TrainConfig, TrainingError, _fingerprint, cache_key, cached_train, diffusion_loss,
-                         diffusion_loss_fn, learning_rate, train)
+from utils.training import (TrainConfig, TrainingError, cache_key, cached_train, diffusion_loss, diffusion_loss_fn,
+                            train)
+from utils.training.cache import _fingerprint
+from utils.training.losses import drop_labels
+from utils.training.loop import learning_rate
 
 SCH = schedules.cosine(1000)
 
@@ -74,16 +77,16 @@ def test_label_dropout(gen):
     y = torch.randint(0, 5, (4000,), generator=gen)
     diffusion_loss(net, SCH, torch.zeros(4000, 2), y=y, generator=gen)
     assert torch.equal(net.seen_y[-1], y)  # p_uncond = 0 passes labels through
-    diffusion_loss(net, SCH, torch.zeros(4000, 2), y=y, p_uncond=0.2, generator=gen)
+    diffusion_loss_fn(SCH, p_uncond=0.2)(net, torch.zeros(4000, 2), y, gen)
     seen = net.seen_y[-1]
     dropped = seen == 5
     assert abs(dropped.double().mean().item() - 0.2) < 0.03
     assert torch.equal(seen[~dropped], y[~dropped])
     assert torch.equal(y, net.seen_y[0])  # the caller's labels are not modified
-    diffusion_loss(net, SCH, torch.zeros(100, 2), y=y[:100], p_uncond=0.5, null_label=7, generator=gen)
+    diffusion_loss_fn(SCH, p_uncond=0.5, null_label=7)(net, torch.zeros(100, 2), y[:100], gen)
     assert set(net.seen_y[-1].tolist()) - set(range(5)) == {7}
     with pytest.raises(ValueError, match="null_label"):
-        diffusion_loss(lambda x, t, y=None: x, SCH, torch.zeros(4, 2), y=y[:4], p_uncond=0.1)
+        diffusion_loss_fn(SCH, p_uncond=0.1)(lambda x, t, y=None: x, torch.zeros(4, 2), y[:4])
 
 
 def test_weighting_and_bad_options(gen):
@@ -100,7 +103,7 @@ def test_weighting_and_bad_options(gen):
     with pytest.raises(ValueError, match="predicts"):
         diffusion_loss(zero, SCH, x0, predicts="score")
     with pytest.raises(ValueError, match="p_uncond"):
-        diffusion_loss(zero, SCH, x0, p_uncond=1.0)
+        diffusion_loss_fn(SCH, p_uncond=1.0)
 
 
 def _gaussian(n=512):
@@ -222,8 +225,6 @@ def test_cached_train_is_deterministic_and_survives_corruption(tmp_path, monkeyp
 
 
 def test_train_works_inside_no_grad():
-    from utils.training.loop import TrainConfig, train
-
     model = torch.nn.Linear(2, 1)
     data = torch.randn(64, 2)
     with torch.no_grad():
@@ -263,3 +264,24 @@ def test_cosine_resume_needs_the_same_steps(tmp_path):
     with pytest.raises(ValueError, match="different config"):
         train(_tiny(), diffusion_loss_fn(SCH), _gaussian(), TrainConfig(steps=12, batch_size=16, lr_decay="cosine"),
               progress=False, checkpoint_path=path)
+
+
+def test_cache_keys_of_unchanged_key_dicts_are_stable():
+    """Models trained directly with ``cached_train`` (chapters 01, 02) keep their cache files: the hash of the same
+    name, config, key and data is the value the code gave before the training layer was split."""
+    x = torch.randn(64, 2, generator=torch.Generator().manual_seed(0))
+    assert cache_key("ch01-x", TrainConfig(steps=5), {"a": 1, "b": [1, 2]}, x) == (
+        "a6005071a158a3a23dab11595e885fb5355ad3eba1707084f39409f97d975dc3")
+    assert cache_key("ch02-ism", TrainConfig(steps=5, lr_decay="cosine"), None, x, torch.arange(64)) == (
+        "ac796d5e9b38d5ce3ca6abd6a64c2d00b67e65be8b73c80862696a0375993c10")
+
+
+def test_label_dropout_draws_after_the_noise(gen):
+    """drop_labels draws one uniform per label, after t and ε: the loss object replays the same draws."""
+    net = ExactNet(torch.zeros(2), "eps", num_classes=5)
+    y = torch.randint(0, 5, (64,), generator=gen)
+    diffusion_loss_fn(SCH, T=10, p_uncond=0.3)(net, torch.zeros(64, 2), y, torch.Generator().manual_seed(4))
+    g = torch.Generator().manual_seed(4)
+    torch.randint(1, 11, (64,), generator=g)
+    torch.randn(64, 2, generator=g)
+    assert torch.equal(net.seen_y[-1], drop_labels(y, 0.3, 5, g))

@@ -5,8 +5,11 @@ import torch
 
 from utils.lessons import ch03_learned_variance as LV
 from utils.eval import likelihood as L
+from dataclasses import asdict, replace
+
 from utils import schedules
-from utils.training import zoo
+from utils.data import image_data
+from utils.training import TrainConfig, cache_key, zoo
 from utils.denoiser import Denoiser
 from utils.samplers import sample_ddpm, time_grid
 
@@ -28,6 +31,32 @@ def test_make_schedule():
     assert short.alpha_bars[-1] < 1e-3
     with pytest.raises(ValueError, match="schedule"):
         zoo.make_schedule("quadratic")
+
+
+def test_schedule_names_encode_the_beta_range():
+    assert schedules.ddpm_linear(1000).name == "linear(T=1000, beta=0.0001..0.02)"
+    assert zoo.make_schedule("linear", 1000).name == schedules.ddpm_linear(1000).name
+    assert schedules.cosine(1000).name == "cosine(T=1000, s=0.008)"
+    assert schedules.cosine(1000, max_beta=0.5).name == "cosine(T=1000, s=0.008, max_beta=0.5)"
+    rescaled, plain = zoo.make_schedule("linear", 20), schedules.ddpm_linear(20)
+    assert not torch.equal(rescaled.betas, plain.betas) and rescaled.name != plain.name
+    names = [s.name for s in (rescaled, plain, schedules.ddpm_linear(20, 1e-4, 0.03), schedules.cosine(20),
+                              schedules.cosine(20, s=0.01), schedules.cosine(21))]
+    assert len(set(names)) == len(names)
+
+
+def test_different_schedules_never_share_a_cache_key():
+    data = image_data("smoke")
+    net = zoo.unet_kwargs(data, profile="smoke")
+    spec = zoo.DigitsSpec(net=net, schedule=zoo.make_schedule("linear", 20).name, T=20, loss="simple",
+                          p_uncond=None, profile="smoke")
+    other = replace(spec, schedule=schedules.ddpm_linear(20).name)
+    cfg = TrainConfig(steps=5)
+    keys = {cache_key("ddpm-x", cfg, asdict(s), data.train_x) for s in (spec, other)}
+    assert len(keys) == 2
+    toy = [zoo.ToySpec(dataset="swiss_roll", hidden=8, depth=2, schedule=sch.name, T=20)
+           for sch in (zoo.make_schedule("linear", 20), schedules.ddpm_linear(20), zoo.make_schedule("cosine", 20))]
+    assert len({cache_key("toy", cfg, asdict(s), data.train_x) for s in toy}) == 3
 
 
 def test_toy_ddpm_trains_once_then_loads(tmp_cache):
@@ -53,15 +82,15 @@ def test_digits_ddpm_variants(tmp_cache):
     x, t = torch.randn(4, 1, 8, 8), torch.full((4,), 0.5)
     assert cond.eps(x, t, torch.tensor([0, 1, 2, 3])).shape == x.shape
     assert cond.eps(x, t).shape == x.shape  # no labels = the null label ∅
-    hybrid, _ = zoo.digits_ddpm(weighting="hybrid", steps=3, progress=False)
+    hybrid, _ = LV.hybrid_ddpm(steps=3, progress=False)
     eps, v = hybrid.net.forward_with_v(x, t)
     assert eps.shape == v.shape == x.shape
     elbo, res = zoo.digits_ddpm(weighting="elbo", steps=3, progress=False)
     assert len(res.losses) == 3
     with pytest.raises(ValueError, match="weighting"):
         zoo.digits_ddpm(weighting="vlb")
-    with pytest.raises(ValueError, match="conditional"):
-        zoo.digits_ddpm(weighting="hybrid", conditional=True)
+    with pytest.raises(ValueError, match="hybrid_ddpm"):
+        zoo.digits_ddpm(weighting="hybrid")
 
 
 def test_reverse_chain_records_every_step():

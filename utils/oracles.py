@@ -3,7 +3,8 @@ r"""Exact denoisers: the posterior mean E[x_0 | x_t] in closed form, for checkin
 Each function returns a ``utils.denoiser.Denoiser`` with ``predicts="x0"`` whose "network" is exact:
 
 - ``gaussian_denoiser``: data N(μ, Σ):  E[x_0 | x_t] = μ + α Σ (α² Σ + σ² I)⁻¹ (x_t − α μ)
-- ``mixture_denoiser``: a ``GaussianMixture``'s ``x0_mean_t`` (responsibility-weighted Gaussian posteriors)
+- ``mixture_denoiser``: a Gaussian mixture's ``x0_mean_t`` (responsibility-weighted Gaussian posteriors; any object
+  with ``D`` and ``x0_mean_t(x, schedule, t)``, such as ``utils.data.GaussianMixture``)
 - ``empirical_denoiser``: data = the finite set {x_i}:
   E[x_0 | x_t] = Σ_i softmax_i(−|x_t − α x_i|² / (2σ²)) x_i — the minimiser of the training loss on
   that set, which can only ever return (blends of) training points: a perfect fit memorises.
@@ -19,7 +20,6 @@ import operator
 import torch
 
 from utils.denoiser import Denoiser
-from utils.data.mixture import GaussianMixture
 from utils.schedules import Schedule
 from utils.tensors import time_batch
 
@@ -71,12 +71,12 @@ class GaussianPosteriorMean:
 
 
 class MixturePosteriorMean:
-    """E[x_0 | x_t] for a ``GaussianMixture``; images are flattened to the mixture's D features."""
+    """E[x_0 | x_t] for a Gaussian mixture (``x0_mean_t``, ``D``); images are flattened to the mixture's D features."""
 
-    def __init__(self, mixture: GaussianMixture, schedule: Schedule):
+    def __init__(self, mixture, schedule: Schedule):
         _check_schedule(schedule)
-        if not isinstance(mixture, GaussianMixture):
-            raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
+        if not callable(getattr(mixture, "x0_mean_t", None)) or not isinstance(getattr(mixture, "D", None), int):
+            raise TypeError(f"mixture must be a Gaussian mixture with D and x0_mean_t, got {type(mixture).__name__}")
         self.mixture, self.schedule = mixture, schedule
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -139,8 +139,8 @@ def gaussian_denoiser(mean, cov, schedule: Schedule) -> Denoiser:
     return Denoiser(GaussianPosteriorMean(mean, cov, schedule), schedule, predicts="x0")
 
 
-def mixture_denoiser(mixture: GaussianMixture, schedule: Schedule) -> Denoiser:
-    """Exact x̂_0 for a ``GaussianMixture`` (``GaussianMixture.x0_mean_t``)."""
+def mixture_denoiser(mixture, schedule: Schedule) -> Denoiser:
+    """Exact x̂_0 for a Gaussian mixture (``utils.data.GaussianMixture.x0_mean_t``)."""
     return Denoiser(MixturePosteriorMean(mixture, schedule), schedule, predicts="x0")
 
 

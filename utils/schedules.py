@@ -124,22 +124,28 @@ def from_betas(betas, name: str = "discrete") -> DiscreteSchedule:
 
 
 def ddpm_linear(T: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> DiscreteSchedule:
-    """Ho et al. (2020, Section 4): β_n linear from 1e-4 to 0.02 over T = 1000 steps."""
+    """Ho et al. (2020, Section 4): β_n linear from 1e-4 to 0.02 over T = 1000 steps.
+
+    Named ``linear(T=1000, beta=0.0001..0.02)`` (floats as ``repr``): the name identifies the β range too.
+    """
     _check_T(T)
-    return DiscreteSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), name=f"linear(T={T})")
+    name = f"linear(T={T}, beta={float(beta_start)!r}..{float(beta_end)!r})"
+    return DiscreteSchedule(torch.linspace(beta_start, beta_end, T, dtype=torch.float64), name=name)
 
 
 def cosine(T: int = 1000, s: float = 0.008, max_beta: float = 0.999) -> DiscreteSchedule:
     """Nichol & Dhariwal (2021, Eq. 17): ᾱ_n = f(n)/f(0), f(n) = cos²((n/T + s)/(1 + s) · π/2).
 
     β_n = 1 − ᾱ_n/ᾱ_{n−1} is clipped at ``max_beta`` = 0.999 as in the paper, to avoid β_T = 1.
+    Named ``cosine(T=1000, s=0.008)``, with ``, max_beta=...`` appended when it is not 0.999.
     """
     _check_T(T)
     n = torch.arange(T + 1, dtype=torch.float64)
     f = torch.cos((n / T + s) / (1 + s) * math.pi / 2) ** 2
     alpha_bars = f / f[0]
     betas = (1 - alpha_bars[1:] / alpha_bars[:-1]).clamp(max=max_beta)
-    return DiscreteSchedule(betas, name=f"cosine(T={T})")
+    clip = "" if max_beta == 0.999 else f", max_beta={float(max_beta)!r}"
+    return DiscreteSchedule(betas, name=f"cosine(T={T}, s={float(s)!r}{clip})")
 
 
 class VPLinear(Schedule):

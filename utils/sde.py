@@ -64,6 +64,29 @@ class SDE:
         """f(x, t) − ½ g(t)² ∇log p_t(x): the probability-flow ODE's velocity dx/dt."""
         return self.drift(x, t) - 0.5 * append_dims(time_batch(self.g2(_as_tensor(t)).to(x.dtype), x), x) * score
 
+    def ancestral_variance(self, t, t_next) -> torch.Tensor:
+        """Variance of the ancestral predictor's step t → t_next (Song et al. 2021): the kernel's G² (VP, Eq. 4)."""
+        return step_kernel(self, t, t_next)[1]
+
+
+def step_kernel(sde: SDE, t, t_next) -> tuple[torch.Tensor, torch.Tensor]:
+    """The forward kernel from t_next to t > t_next as x_t = r x_next + G z: (r, G²) from the marginals."""
+    m, s = sde.marginal(t)
+    m_next, s_next = sde.marginal(t_next)
+    r = m / m_next
+    return r, s**2 - r**2 * s_next**2
+
+
+def resolve_sde(model, sde: SDE | None = None) -> SDE:
+    """``sde`` if given, else the SDE the model lives on (``model.sde``, see ``utils.denoiser.Model``)."""
+    if sde is None:
+        sde = getattr(model, "sde", None)
+        if sde is None:
+            raise ValueError(f"{type(model).__name__} has no .sde: pass sde=... (e.g. utils.sde.VESDE(...))")
+    if not isinstance(sde, SDE):
+        raise TypeError(f"sde must be a utils.sde.SDE, got {type(sde).__name__}")
+    return sde
+
 
 class VPSDE(SDE):
     """Variance preserving: the continuous limit of DDPM's chain for a given ``Schedule``."""
@@ -123,6 +146,11 @@ class VESDE(SDE):
 
     def prior_std(self) -> float:
         return self.sigma_max
+
+    def ancestral_variance(self, t, t_next) -> torch.Tensor:
+        """Song et al. 2021, Eq. 47 (Appendix F): σ_next² (σ_t² − σ_next²) / σ_t², the posterior variance."""
+        sig2, sig2_next = self.sigma(t) ** 2, self.sigma(t_next) ** 2
+        return sig2_next * (sig2 - sig2_next) / sig2
 
     def __repr__(self):
         return f"VESDE({self.sigma_min}, {self.sigma_max})"

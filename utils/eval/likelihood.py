@@ -25,30 +25,15 @@ from typing import Callable
 import numpy as np
 import torch
 
+from utils.data.levels import check_levels as _check_levels, dequantise, from_levels, to_levels
 from utils.denoiser import Denoiser
 from utils.forward import posterior, q_sample
 from utils.gaussians import kl_normal, sum_features
 from utils.schedules import DiscreteSchedule
 from utils.tensors import append_dims
+from utils.training.losses import elbo_weighting, elbo_weights
 
 VARIANCES = ("posterior", "beta")
-
-
-def _check_levels(levels) -> int:
-    if int(levels) != levels or levels < 2:
-        raise ValueError(f"levels must be an integer >= 2, got {levels!r}")
-    return int(levels)
-
-
-def to_levels(x: torch.Tensor, levels: int = 17) -> torch.Tensor:
-    """x in [−1, 1] -> the nearest level k (long, same shape)."""
-    levels = _check_levels(levels)
-    return torch.round((x.clamp(-1, 1) + 1) * (levels - 1) / 2).long()
-
-
-def from_levels(k: torch.Tensor, levels: int = 17) -> torch.Tensor:
-    """Levels k ∈ {0..K−1} -> x = 2k/(K−1) − 1 (float32, same shape)."""
-    return 2.0 * k.float() / (_check_levels(levels) - 1) - 1.0
 
 
 def bits_per_dim(nats, dims: int):
@@ -251,41 +236,7 @@ def independent_pixel_bits_per_dim(train_x: torch.Tensor, test_x: torch.Tensor, 
     return float(bits_per_dim(nll.mean(), k_test.shape[1]))
 
 
-def dequantise(x: torch.Tensor, levels: int = 17, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Uniform dequantisation: x + u, u ~ U(−δ, δ), δ = 1/(K−1) (so every bin is filled), shape of x."""
-    half = 1.0 / (_check_levels(levels) - 1)
-    u = (2 * torch.rand(x.shape, generator=generator, dtype=x.dtype) - 1).to(x.device)
-    return x + half * u
-
-
 def dequantised_bits_per_dim(nll_nats, dims: int, levels: int = 17):
     """Bound on the discrete bits/dim from a continuous NLL of dequantised data: (nll − D log(2δ)) / (D ln 2)."""
     bin_width = 2.0 / (_check_levels(levels) - 1)
     return bits_per_dim(nll_nats - dims * math.log(bin_width), dims)
-
-
-# --- the weights L_simple drops ----------------------------------------------------------------------
-
-
-def elbo_weights(schedule: DiscreteSchedule, kind: str = "posterior") -> torch.Tensor:
-    """w_n (T,) with L_{n−1} = w_n ‖ε − ε̂‖² + const for a fixed-variance model (DDPM Eq. 12).
-
-    w_n = β_n² / (2 σ_n² (1 − β_n)(1 − ᾱ_n)), σ_n² the reverse variance; for σ² = β̃ this is
-    ½ (SNR_{n−1} / SNR_n − 1), SNR = ᾱ/(1 − ᾱ). n = 1 is the decoder's Gaussian core.
-    """
-    T = schedule.T
-    n = torch.arange(1, T + 1)
-    betas, ab = schedule.betas, schedule.alpha_bars[1:]
-    var = reverse_log_variance(schedule, n, kind).exp()
-    return betas**2 / (2 * var * (1 - betas) * (1 - ab))
-
-
-def elbo_weighting(schedule: DiscreteSchedule, kind: str = "posterior") -> Callable:
-    """A ``weighting`` for ``utils.training.loop.diffusion_loss``: t = n/T (B,) -> w_n, scaled so the mean over n is 1."""
-    w = elbo_weights(schedule, kind)
-    w = (w / w.mean()).float()
-
-    def weighting(t: torch.Tensor) -> torch.Tensor:
-        n = torch.round(t.double() * schedule.T).long().clamp(1, schedule.T).cpu()
-        return w[n - 1].to(t.device)
-    return weighting

@@ -21,11 +21,16 @@ A finite sample never scores 0 against another finite sample, even from the same
 from __future__ import annotations
 
 import contextlib
+from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
 from utils import config
+from utils.data import image_data
+from utils.nets import Classifier
+from utils.training.cache import cache_key, cached_train
+from utils.training.loop import TrainConfig
 
 
 def _generator(generator) -> torch.Generator:
@@ -175,18 +180,32 @@ _CLASSIFIERS: dict = {}  # (cache folder, device, training cache key) -> classif
 def _default_data(data):
     if data is not None:
         return data
-    from utils.data import image_data
-
     return image_data(config.get_profile())
 
 
 def classifier_config(profile: str | None = None):
     """(TrainConfig, base_channels) of the feature classifier in the active (or given) profile."""
-    from utils.training.loop import TrainConfig
-
     steps, base_channels = config.by_profile(smoke=(60, 16), cpu=(500, 16), gpu=(3000, 32), profile=profile)
     cfg = TrainConfig(steps=steps, batch_size=128, lr=2e-3, ema_decay=0.995, weight_decay=1e-4, seed=0)
     return cfg, base_channels
+
+
+@dataclass(frozen=True)
+class ClassifierSpec:
+    """The feature classifier: ``Classifier(in_channels, num_classes, base_channels, image_size)`` trained with
+    cross-entropy on the train split; ``asdict`` is its cache key."""
+
+    in_channels: int
+    num_classes: int
+    base_channels: int
+    image_size: int
+    model: str = "Classifier"
+    loss: str = "cross_entropy"
+
+    def net_kwargs(self) -> dict:
+        """The ``Classifier`` keyword arguments."""
+        return dict(in_channels=self.in_channels, num_classes=self.num_classes, base_channels=self.base_channels,
+                    image_size=self.image_size)
 
 
 def _cross_entropy(model, x, y, generator):
@@ -196,19 +215,17 @@ def _cross_entropy(model, x, y, generator):
 def feature_classifier(data=None, *, progress: bool = False):
     """The course's image classifier for ``data`` (an ``ImageData``; default: the profile's data).
 
-    A ``models.Classifier`` trained with cross-entropy on the train split through ``train.cached_train``
+    A ``utils.nets.Classifier`` trained with cross-entropy on the train split through ``cached_train``
     (so it is trained once, deterministically, then loaded), returned in eval mode on ``get_device()``.
     Its penultimate features define the Fréchet distance of ``fd_ratio``.
     """
-    from utils.nets import Classifier
-    from utils.training.loop import cache_key, cached_train
-
     data = _default_data(data)
     device = config.get_device()
     cfg, base_channels = classifier_config()
-    kwargs = dict(in_channels=int(data.train_x.shape[1]), num_classes=int(data.num_classes),
-                  base_channels=base_channels, image_size=int(data.image_size))
-    name, key = f"classifier-{data.name}", {"model": "Classifier", **kwargs, "loss": "cross_entropy"}
+    spec = ClassifierSpec(in_channels=int(data.train_x.shape[1]), num_classes=int(data.num_classes),
+                          base_channels=base_channels, image_size=int(data.image_size))
+    kwargs = spec.net_kwargs()
+    name, key = f"classifier-{data.name}", asdict(spec)
     memo = (str(config.cache_dir()), str(device), cache_key(name, cfg, key, data.train_x, data.train_y))
     if memo in _CLASSIFIERS:
         return _CLASSIFIERS[memo]

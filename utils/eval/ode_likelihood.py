@@ -32,7 +32,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from utils.eval.likelihood import dequantise, dequantised_bits_per_dim, from_levels, to_levels
+from utils.data.levels import dequantise, from_levels, image_levels, to_levels
+from utils.eval.likelihood import dequantised_bits_per_dim
 from utils.sde import SDE, VPSDE
 
 DIVERGENCES = ("exact", "hutchinson")
@@ -218,43 +219,3 @@ def ode_bits_per_dim(model, x: torch.Tensor, *, levels: int = 17, batch_size: in
         per_sample = nll / (D * math.log(2.0))
     per_sample = per_sample.numpy()
     return {"bpd": float(per_sample.mean()), "per_sample": per_sample, "nfe": nfe, "nll_nats": nll.numpy()}
-
-
-def image_levels(x: torch.Tensor) -> int:
-    """The number of grey levels K of images stored as 2k/(K−1) − 1 (17 for sklearn's digits, 256 for MNIST)."""
-    values = torch.unique(x.detach().cpu().double())
-    gaps = torch.diff(values)
-    return int(round(2.0 / gaps.min().item())) + 1 if values.numel() > 1 else 2
-
-
-def dequantised_digits_ddpm(*, steps: int | None = None, seed: int = 0, progress: bool = True):
-    """``utils.training.zoo.digits_ddpm()``'s network, schedule and training config, trained on *dequantised* images x + u,
-    u ~ U(−δ, δ) drawn afresh for every batch, so that its density is smooth across each pixel's bin.
-
-    Returns (Denoiser, TrainResult), cached like every course model.
-    """
-    from dataclasses import replace
-
-    from utils.config import get_device, get_profile
-    from utils.data import image_data
-    from utils.denoiser import Denoiser
-    from utils.nets import UNet
-    from utils.training.loop import cached_train, diffusion_loss_fn
-    from utils.training.zoo import digits_config, make_schedule
-
-    data = image_data()
-    levels = image_levels(data.train_x[:256])
-    kwargs, cfg = digits_config()
-    cfg = replace(cfg, seed=seed, **({} if steps is None else {"steps": steps}))
-    kwargs = dict(kwargs, in_channels=int(data.train_x.shape[1]), image_size=int(data.image_size), num_classes=None)
-    sch = make_schedule("linear", 1000)
-    base = diffusion_loss_fn(sch, T=1000)
-
-    def loss_fn(model, x, y, generator):
-        return base(model, dequantise(x, levels, generator), y, generator)
-
-    key = {"model": "UNet", **kwargs, "schedule": sch.name, "T": 1000, "loss": "simple", "dequantised": levels,
-           "profile": get_profile()}
-    result = cached_train(f"ddpm-{data.name}-dequantised", lambda: UNet(**kwargs), loss_fn,
-                          data.train_x.to(get_device()), cfg, key=key, progress=progress)
-    return Denoiser(result.model, sch), result

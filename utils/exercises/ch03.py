@@ -7,7 +7,7 @@ import torch
 
 from utils.forward import posterior_coefs
 from utils.schedules import cosine, ddpm_linear
-from utils.training.loop import diffusion_loss
+from utils.training.losses import diffusion_loss
 
 
 def _close(got, want, what: str, hint: str, rtol: float = 1e-5, atol: float = 1e-6) -> None:

@@ -8,46 +8,28 @@ L_simple cannot train v (it never sees Σ), so the hybrid loss adds the bound wi
 stop-gradient on the mean (Eq. 16):  L_hybrid = L_simple + λ L_vlb,  λ = 0.001, with L_vlb = T · L_{n−1}
 for a uniformly drawn step n (in bits/dim), which makes λ L_vlb ≈ L_{n−1} at T = 1000.
 
-``LearnedVarianceUNet.forward`` returns ε̂ only, so the model also works as a plain ``Denoiser`` network
-(DDIM, DDPM with fixed variances); ``forward_with_v`` returns (ε̂, v).
+``utils.nets.LearnedVarianceUNet.forward`` returns ε̂ only, so the model also works as a plain ``Denoiser`` network
+(DDIM, DDPM with fixed variances); ``forward_with_v`` returns (ε̂, v). ``hybrid_ddpm`` is the course's trained one.
 """
 
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from utils.forward import posterior, q_sample
+from utils.config import get_profile
+from utils.data import image_data
+from utils.denoiser import Denoiser, eps_from_x0, x0_from_eps
 from utils.eval.likelihood import bits_per_dim, interpolated_log_variance, vlb_term
-from utils.nets import UNet
+from utils.forward import posterior, q_sample
+from utils.nets import LearnedVarianceUNet
 from utils.samplers import check_time_grid
 from utils.schedules import DiscreteSchedule
 from utils.tensors import append_dims, time_batch
+from utils.training.loop import TrainResult
+from utils.training.zoo import DigitsSpec, check_T, make_schedule, train_image_model, unet_kwargs
 
-
-class LearnedVarianceUNet(nn.Module):
-    """A ``UNet`` (same keyword arguments) with 2C output channels: ε̂ (B, C, H, W) and v (B, C, H, W)."""
-
-    def __init__(self, **unet_kwargs):
-        super().__init__()
-        self.unet = UNet(**unet_kwargs)
-        old = self.unet.conv_out
-        self.unet.conv_out = nn.Conv2d(old.in_channels, 2 * old.out_channels, 3, padding=1)
-        nn.init.zeros_(self.unet.conv_out.weight)
-        nn.init.zeros_(self.unet.conv_out.bias)
-        self.channels = old.out_channels
-
-    @property
-    def null_label(self):
-        return self.unet.null_label
-
-    def forward_with_v(self, x: torch.Tensor, t: torch.Tensor, y=None) -> tuple[torch.Tensor, torch.Tensor]:
-        out = self.unet(x, t, y)
-        eps, raw = out[:, :self.channels], out[:, self.channels:]
-        return eps, (raw + 1) / 2
-
-    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
-        return self.forward_with_v(x, t, y)[0]
+__all__ = ["LearnedVarianceUNet", "hybrid_loss", "hybrid_loss_fn", "hybrid_ddpm", "learned_variance_predictor",
+           "sample_learned_variance"]
 
 
 def hybrid_loss(net: LearnedVarianceUNet, schedule: DiscreteSchedule, x0: torch.Tensor, *, y=None, lam: float = 1e-3,
@@ -71,6 +53,25 @@ def hybrid_loss_fn(schedule: DiscreteSchedule, **options):
     return loss_fn
 
 
+def hybrid_ddpm(*, schedule: str = "cosine", T: int = 1000, steps: int | None = None, seed: int = 0,
+                clip_x0: tuple[float, float] | None = (-1.0, 1.0),
+                progress: bool = True) -> tuple[Denoiser, TrainResult]:
+    """The course UNet with learned variances (``LearnedVarianceUNet``) trained with ``hybrid_loss`` on the
+    profile's images: ``utils.training.zoo.digits_ddpm``'s config and schedule (``schedule`` "linear" or "cosine"),
+    cached as ``ddpm-<data>-<schedule>-hybrid``. Returns (Denoiser clipping x̂_0 to ``clip_x0``, TrainResult);
+    ``denoiser.net.forward_with_v`` gives (ε̂, v).
+    """
+    T = check_T(T)
+    sch = make_schedule(schedule, T)
+    data = image_data()
+    net = unet_kwargs(data)
+    spec = DigitsSpec(net=net, schedule=sch.name, T=T, loss="hybrid", p_uncond=None, profile=get_profile(),
+                      model="LearnedVarianceUNet")
+    result = train_image_model(f"ddpm-{data.name}-{schedule}-hybrid", spec, lambda: LearnedVarianceUNet(**net),
+                               hybrid_loss_fn(sch), data, steps=steps, seed=seed, progress=progress)
+    return Denoiser(result.model, sch, clip_x0=clip_x0), result
+
+
 def learned_variance_predictor(net: LearnedVarianceUNet, schedule: DiscreteSchedule,
                                clip_x0: tuple[float, float] | None = None):
     """``predict(x_t, n) -> (ε̂, log Σ)`` for ``utils.eval.likelihood.variational_bound`` (x̂_0 clamped to ``clip_x0``
@@ -80,7 +81,7 @@ def learned_variance_predictor(net: LearnedVarianceUNet, schedule: DiscreteSched
         eps, v = net.forward_with_v(x_t, t)
         if clip_x0 is not None:
             a, s = append_dims(schedule.alpha(t), x_t), append_dims(schedule.sigma(t), x_t)
-            eps = (x_t - a * ((x_t - s * eps) / a).clamp(*clip_x0)) / s
+            eps = eps_from_x0(x_t, x0_from_eps(x_t, eps, a, s).clamp(*clip_x0), a, s)
         return eps, interpolated_log_variance(schedule, n.cpu(), v.double()).to(x_t.device)
     return predict
 
@@ -98,7 +99,7 @@ def sample_learned_variance(net: LearnedVarianceUNet, schedule: DiscreteSchedule
     for i in range(len(ts) - 1):
         t, s = time_batch(ts[i], x), time_batch(ts[i + 1], x)
         eps, v = net.forward_with_v(x, t) if y is None else net.forward_with_v(x, t, y)
-        x0_hat = (x - append_dims(schedule.sigma(t), x) * eps) / append_dims(schedule.alpha(t), x)
+        x0_hat = x0_from_eps(x, eps, append_dims(schedule.alpha(t), x), append_dims(schedule.sigma(t), x))
         if clip_x0 is not None:
             x0_hat = x0_hat.clamp(*clip_x0)
         mean, _ = posterior(schedule, x, x0_hat, s, t)

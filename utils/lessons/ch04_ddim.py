@@ -24,6 +24,7 @@ import torch
 
 from utils.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from utils.config import cache_dir
+from utils import samplers
 from utils.samplers import check_time_grid, sample_ddim
 from utils.schedules import Schedule
 from utils.tensors import append_dims, time_batch
@@ -39,14 +40,13 @@ def _check_eta(eta) -> float:
 
 
 def ddim_std(schedule: Schedule, t, s, eta: float) -> torch.Tensor:
-    """σ_t(η) of Eq. 16 for a step t → s < t: η √(σ_s²/σ_t²) √(1 − ᾱ_t/ᾱ_s); shape of broadcast(t, s)."""
+    """σ_t(η) of Eq. 16 for a step t → s < t of a schedule (``utils.samplers.ddim_std``, checked); shape of
+    broadcast(t, s)."""
     eta = _check_eta(eta)
     t, s = torch.as_tensor(t), torch.as_tensor(s)
     if torch.any(s >= t):
         raise ValueError("ddim_std needs s < t")
-    log_ab_t, log_ab_s = schedule.log_alpha_bar(t), schedule.log_alpha_bar(s)
-    sig2_t, sig2_s = -torch.expm1(log_ab_t), -torch.expm1(log_ab_s)
-    return eta * torch.sqrt(sig2_s / sig2_t * -torch.expm1(log_ab_t - log_ab_s))
+    return samplers.ddim_std(schedule.alpha(t), schedule.sigma(t), schedule.alpha(s), schedule.sigma(s), eta)
 
 
 def q_sigma_coefs(schedule: Schedule, s, t, eta: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -56,8 +56,7 @@ def q_sigma_coefs(schedule: Schedule, s, t, eta: float) -> tuple[torch.Tensor, t
     """
     t, s = torch.as_tensor(t), torch.as_tensor(s)
     std = ddim_std(schedule, t, s, eta)
-    sig2_s = -torch.expm1(schedule.log_alpha_bar(s))
-    c_xt = torch.sqrt((sig2_s - std**2).clamp(min=0)) / schedule.sigma(t)
+    c_xt = torch.sqrt((schedule.sigma(s) ** 2 - std**2).clamp(min=0)) / schedule.sigma(t)
     c_x0 = schedule.alpha(s) - c_xt * schedule.alpha(t)
     return c_x0, c_xt, std**2
 
@@ -123,7 +122,6 @@ def ddim_invert(denoiser, x0: torch.Tensor, ts, *, y=None, callback: Callable | 
     at the first positive time. ``callback(i, t, x)`` after each step. Returns x at ts[0], shaped like x0.
     """
     ts = check_time_grid(ts).to(x0.device)
-    sch = denoiser.schedule
     x = x0
     for k, i in enumerate(range(len(ts) - 1, 0, -1)):
         s, t = ts[i], ts[i - 1]
@@ -131,7 +129,8 @@ def ddim_invert(denoiser, x0: torch.Tensor, ts, *, y=None, callback: Callable | 
         eps, x0_hat = denoiser.predict(x, s_eval.to(x.dtype), y)
         if s == 0:
             x0_hat = x
-        x = sch.alpha(t.to(x.dtype)) * x0_hat + sch.sigma(t.to(x.dtype)) * eps
+        alpha, sigma = denoiser.marginal(t.to(x.dtype))
+        x = alpha * x0_hat + sigma * eps
         if callback is not None:
             callback(k, t, x)
     return x
@@ -230,17 +229,11 @@ def table_view(samples: dict, ratios: dict, S: int, eta: float, n_show: int = 32
     return samples[key][:n_show], caption
 
 
-def sigma_bar(schedule: Schedule, t) -> torch.Tensor:
-    """σ̄_t = σ_t / α_t, the "time" of DDIM's ODE (paper, Eq. 14); equals ``schedule.sigma_ve``."""
-    t = torch.as_tensor(t)
-    return torch.exp(-0.5 * schedule.log_alpha_bar(t)) * schedule.sigma(t)
-
-
 def euler_sigma_bar_step(eps: torch.Tensor, x: torch.Tensor, schedule: Schedule, t, s) -> torch.Tensor:
     """One Euler step of dx̄/dσ̄ = ε from t to s in the coordinates x̄ = x/α, returned as x_s = α_s x̄_s."""
     t, s = torch.as_tensor(t), torch.as_tensor(s)
     x_bar = x / schedule.alpha(t)
-    x_bar_next = x_bar + (sigma_bar(schedule, s) - sigma_bar(schedule, t)) * eps
+    x_bar_next = x_bar + (schedule.sigma_ve(s) - schedule.sigma_ve(t)) * eps
     return schedule.alpha(s) * x_bar_next
 
 
@@ -252,4 +245,4 @@ def mean_abs_error(a: torch.Tensor, b: torch.Tensor) -> float:
 
 
 __all__ = ["ddim_std", "q_sigma_coefs", "q_sigma_sample", "q_sigma_chain", "ddim_grid", "ddim_invert", "slerp",
-           "sample_table", "cached_sample_table", "table_view", "sigma_bar", "euler_sigma_bar_step", "mean_abs_error", "SPACINGS"]
+           "sample_table", "cached_sample_table", "table_view", "euler_sigma_bar_step", "mean_abs_error", "SPACINGS"]

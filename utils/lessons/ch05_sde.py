@@ -19,7 +19,11 @@ import torch
 
 from utils.eval.metrics import sliced_wasserstein
 from utils.data.mixture import GaussianMixture
-from utils.samplers import check_time_grid, langevin_correct, sample_euler_maruyama, sample_pc, sample_pf_ode, time_grid
+from utils.data import analytic_mixture
+from utils.denoiser import ScoreModel
+from utils.ode import solve_ivp_torch
+from utils.samplers import (ancestral_step, check_time_grid, corrector_scale, langevin_correct, langevin_step_size,
+                            reverse_diffusion_step, sample_euler_maruyama, sample_pc, sample_pf_ode, time_grid)
 from utils.schedules import Schedule, _as_tensor, vp_linear
 from utils.sde import SDE, VESDE, SubVPSDE, VPSDE
 
@@ -56,26 +60,26 @@ class MarginalSchedule(Schedule):
         return 2 * torch.log(self.alpha(t))
 
 
-class ExactMixtureScore:
-    """``score(x, t, y=None)`` = ∇log p_t(x) exactly, for data ``mixture`` diffused by ``sde`` (x of shape (B, D)).
+class ExactMixtureScore(ScoreModel):
+    """The exact ∇log p_t(x) of data ``mixture`` diffused by ``sde`` (x of shape (B, D)), with the model protocol:
+    ``predict`` (Tweedie), ``score``, ``marginal``, ``sde`` — so DDIM and the SDE samplers run on the same object.
 
-    Works at t = 0 too (the data's own score). Counts its evaluations in ``nfe``.
+    The score works at t = 0 too (the data's own score). Counts its score evaluations in ``nfe``.
     """
-
-    schedule = None  # samplers must be given ``sde=`` explicitly
 
     def __init__(self, mixture: GaussianMixture, sde: SDE):
         if not isinstance(mixture, GaussianMixture):
             raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
-        self.mixture, self.sde, self.marginal, self.nfe = mixture, sde, MarginalSchedule(sde), 0
+        super().__init__(self._exact_score, sde)
+        self.mixture, self.marginal_schedule, self.nfe = mixture, MarginalSchedule(sde), 0
 
-    def score(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
+    def _exact_score(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
         self.nfe += 1
-        return self.mixture.score_t(x, self.marginal, t)
+        return self.mixture.score_t(x, self.marginal_schedule, t)
 
     def log_prob(self, x: torch.Tensor, t) -> torch.Tensor:
         """log p_t(x), shape (B,)."""
-        return self.mixture.log_prob_t(x, self.marginal, t)
+        return self.mixture.log_prob_t(x, self.marginal_schedule, t)
 
 
 def density_time_derivatives(model: ExactMixtureScore, x: torch.Tensor, t: float, h: float = 1e-5) -> dict:
@@ -155,14 +159,6 @@ def simulate_forward_sde(sde: SDE, x0: torch.Tensor, n_steps: int, t_end: float 
 # --- samplers the library does not have ------------------------------------------------------------------
 
 
-def _corrector_scale(sde: SDE, t, s) -> float:
-    """The corrector's α_i: 1 for VE, ᾱ_t / ᾱ_s = 1 − β_i for VP-type SDEs (Song et al. 2021, Algorithm 5)."""
-    if isinstance(sde, VESDE):
-        return 1.0
-    m_t, m_s = sde.marginal(t)[0], sde.marginal(s)[0]
-    return float((m_t / m_s) ** 2)
-
-
 @torch.no_grad()
 def sample_pc_flow(model, x: torch.Tensor, ts, *, sde: SDE, snr: float = 0.16, n_corrector: int = 1,
                    generator: torch.Generator | None = None, y=None, callback: Callable | None = None) -> torch.Tensor:
@@ -172,7 +168,7 @@ def sample_pc_flow(model, x: torch.Tensor, ts, *, sde: SDE, snr: float = 0.16, n
     for i in range(len(ts) - 1):
         t, s = ts[i], ts[i + 1]
         for _ in range(n_corrector):
-            x = langevin_correct(model, x, t, snr=snr, a=_corrector_scale(sde, t, s), generator=generator, y=y)
+            x = langevin_correct(model, x, t, snr=snr, a=corrector_scale(sde, t, s), generator=generator, y=y)
         x = x + sde.pf_ode_drift(x, t, model.score(x, t.to(x.dtype), y)) * (s - t)
         if callback is not None:
             callback(i, t, x, x)
@@ -189,13 +185,12 @@ def sample_corrector_only(model, x: torch.Tensor, ts, *, sde: SDE, snr: float = 
     ts = check_time_grid(ts).to(x.device)
     for i in range(len(ts) - 1):
         t, s = ts[i], ts[i + 1]
-        a = _corrector_scale(sde, t, s)
+        a = corrector_scale(sde, t, s)
         for j in range(n_corrector):
             if i == len(ts) - 2 and j == n_corrector - 1:  # noise removal: the step's mean (same ε rule)
                 score = model.score(x, t.to(x.dtype), y)
                 z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
-                norm = lambda v: v.reshape(v.shape[0], -1).norm(dim=1).mean()  # noqa: E731
-                x = x + 2 * a * (snr * norm(z) / norm(score).clamp(min=1e-12)) ** 2 * score
+                x = x + langevin_step_size(score, z, snr, a) * score
             else:
                 x = langevin_correct(model, x, t, snr=snr, a=a, generator=generator, y=y)
         if callback is not None:
@@ -203,7 +198,7 @@ def sample_corrector_only(model, x: torch.Tensor, ts, *, sde: SDE, snr: float = 
     return x
 
 
-TABLE1_PREDICTORS = ("ancestral", "reverse_diffusion", "probability_flow")
+TABLE1_PREDICTORS = {"ancestral": ancestral_step, "reverse_diffusion": reverse_diffusion_step, "probability_flow": None}
 TABLE1_COLUMNS = ("P", "P2", "C2", "PC")
 
 
@@ -224,8 +219,8 @@ def table1_sample(predictor: str, column: str, model, x: torch.Tensor, n_steps: 
     corrector = column == "PC"
     if predictor == "probability_flow":
         return sample_pc_flow(model, x, ts, sde=sde, snr=snr, n_corrector=int(corrector), generator=generator)
-    return sample_pc(model, x, ts, predictor=predictor, corrector="langevin" if corrector else None, snr=snr, sde=sde,
-                     generator=generator)
+    return sample_pc(model, x, ts, predictor=TABLE1_PREDICTORS[predictor], corrector=langevin_correct if corrector else None,
+                     snr=snr, sde=sde, generator=generator)
 
 
 def run_sampler(name: str, model, x: torch.Tensor, ts, *, sde: SDE, snr: float = 0.16,
@@ -234,9 +229,10 @@ def run_sampler(name: str, model, x: torch.Tensor, ts, *, sde: SDE, snr: float =
     if name == "euler_maruyama":
         return sample_euler_maruyama(model, x, ts, sde=sde, generator=generator, callback=callback)
     if name in ("reverse_diffusion", "ancestral"):
-        return sample_pc(model, x, ts, predictor=name, corrector=None, sde=sde, generator=generator, callback=callback)
+        return sample_pc(model, x, ts, predictor=TABLE1_PREDICTORS[name], corrector=None, sde=sde, generator=generator,
+                         callback=callback)
     if name == "pc":
-        return sample_pc(model, x, ts, predictor="reverse_diffusion", corrector="langevin", snr=snr, sde=sde,
+        return sample_pc(model, x, ts, predictor=reverse_diffusion_step, corrector=langevin_correct, snr=snr, sde=sde,
                          generator=generator, callback=callback)
     if name in ("pf_euler", "pf_heun"):
         return sample_pf_ode(model, x, ts, method=name[3:], sde=sde, callback=callback)
@@ -266,20 +262,9 @@ def solve_pf_ode(model, x: torch.Tensor, *, sde: SDE, t_start: float = 1.0, t_st
                  atol: float = 1e-9) -> torch.Tensor:
     """A tight-tolerance reference solution of the PF-ODE from ``t_start`` to ``t_stop`` (scipy's DOP853), for a
     model whose score is defined at ``t_stop`` (e.g. ``ExactMixtureScore`` at t = 0); float64 inside."""
-    from scipy.integrate import solve_ivp
-
-    shape = x.shape
-
-    def fun(t, flat):
-        xt = torch.from_numpy(flat).reshape(shape)
-        tt = torch.tensor(t, dtype=torch.float64)
-        return sde.pf_ode_drift(xt, tt, model.score(xt, tt)).reshape(-1).numpy()
-
-    sol = solve_ivp(fun, (t_start, t_stop), x.detach().double().reshape(-1).numpy(), method="DOP853", rtol=rtol,
-                    atol=atol)
-    if not sol.success:
-        raise RuntimeError(f"the ODE solver failed: {sol.message}")
-    return torch.from_numpy(sol.y[:, -1]).reshape(shape).to(x.dtype)
+    velocity = lambda t, xt: sde.pf_ode_drift(xt, t, model.score(xt, t))  # noqa: E731
+    return solve_ivp_torch(velocity, x.detach().double().cpu(), t_start, t_stop, method="DOP853", rtol=rtol,
+                           atol=atol).to(x.dtype)
 
 
 def pf_ode_errors(model, x: torch.Tensor, steps_list, method: str, *, sde: SDE,
@@ -306,8 +291,6 @@ def explore_samplers(sde_name: str = "VP", sampler: str = "pc", steps: int = 50,
     the PF-ODE (Heun) from the same starting points, sw (sliced Wasserstein to fresh data), floor (data vs data),
     nfe (score evaluations of the sampler)).
     """
-    from utils.data import analytic_mixture
-
     if int(steps) != steps or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
     mixture = analytic_mixture() if mixture is None else mixture

@@ -1,7 +1,7 @@
 r"""Guidance in practice: a noise-aware classifier, guided sampling and its evaluation, and an exact testbed.
 
 * ``noisy_classifier`` trains p_φ(y | x_t, t) (Dhariwal & Nichol 2021, Section 4) on noised images
-  x_t = α_t x_0 + σ_t ε with t = n/T, n ~ U{1..T}, through ``utils.training.loop.cached_train``.
+  x_t = α_t x_0 + σ_t ε with t = n/T, n ~ U{1..T}, through ``utils.training.cache.cached_train``.
 * ``sample_guided`` / ``evaluate_samples`` / ``guidance_sweep`` / ``guidance_panel`` draw class-conditional
   samples from any (guided) denoiser with fixed noise and score them with the course's feature classifier:
   label accuracy, mean confidence and the Fréchet-distance ratio (``utils.eval.metrics.fd_ratio``).
@@ -13,7 +13,7 @@ r"""Guidance in practice: a noise-aware classifier, guided sampling and its eval
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, dataclass, replace
 from typing import Callable
 
 import torch
@@ -27,7 +27,8 @@ from utils.data.mixture import GaussianMixture
 from utils.nets import Classifier
 from utils.samplers import sample_ddim, time_grid
 from utils.schedules import Schedule
-from utils.training.loop import TrainConfig, TrainResult, cached_train
+from utils.training.cache import cached_train
+from utils.training.loop import TrainConfig, TrainResult
 
 # ------------------------------------------------------------------------------- noise-aware classifier
 
@@ -57,6 +58,27 @@ def noisy_classifier_config(profile: str | None = None) -> tuple[dict, TrainConf
     return model, cfg
 
 
+@dataclass(frozen=True)
+class NoisyClassifierSpec:
+    """The noise-aware ``Classifier(..., time_conditional=True)`` on images noised by the schedule named
+    ``schedule`` at t = n/T (``T`` None: t ~ U(0, 1]); ``asdict`` is ``noisy_classifier``'s cache key."""
+
+    in_channels: int
+    num_classes: int
+    image_size: int
+    base_channels: int
+    schedule: str
+    T: int | None
+    time_conditional: bool = True
+    model: str = "Classifier"
+    loss: str = "noisy_cross_entropy"
+
+    def net_kwargs(self) -> dict:
+        """The ``Classifier`` keyword arguments."""
+        return dict(in_channels=self.in_channels, num_classes=self.num_classes, image_size=self.image_size,
+                    base_channels=self.base_channels, time_conditional=self.time_conditional)
+
+
 def noisy_classifier(schedule: Schedule, *, T: int | None = 1000, data=None, steps: int | None = None,
                      seed: int = 0, progress: bool = True) -> TrainResult:
     """Train (once, cached) a time-conditional ``Classifier`` p_φ(y | x_t, t) on the profile's images.
@@ -70,13 +92,13 @@ def noisy_classifier(schedule: Schedule, *, T: int | None = 1000, data=None, ste
     data = image_data() if data is None else data
     kwargs, cfg = noisy_classifier_config()
     cfg = replace(cfg, seed=seed, **({} if steps is None else {"steps": steps}))
-    kwargs = dict(kwargs, in_channels=int(data.train_x.shape[1]), num_classes=int(data.num_classes),
-                  image_size=int(data.image_size), time_conditional=True)
+    spec = NoisyClassifierSpec(in_channels=int(data.train_x.shape[1]), num_classes=int(data.num_classes),
+                               image_size=int(data.image_size), base_channels=kwargs["base_channels"],
+                               schedule=schedule.name, T=T)
     device = get_device()
-    key = {"model": "Classifier", **kwargs, "schedule": schedule.name, "T": T, "loss": "noisy_cross_entropy"}
-    return cached_train(f"noisy-classifier-{data.name}", lambda: Classifier(**kwargs),
+    return cached_train(f"noisy-classifier-{data.name}", lambda: Classifier(**spec.net_kwargs()),
                         noisy_classifier_loss_fn(schedule, T), data.train_x.to(device), cfg,
-                        labels=data.train_y.to(device), key=key, progress=progress)
+                        labels=data.train_y.to(device), key=asdict(spec), progress=progress)
 
 
 @torch.no_grad()

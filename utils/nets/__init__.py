@@ -3,12 +3,13 @@ shape (B,) in [0, 1] and returns a tensor shaped like ``x``; what the output *me
 by ``utils.denoiser.Denoiser``, not here.
 
 - ``embedding``: sinusoidal time embedding, label embedding with a null label ∅, ``count_parameters``
-- ``mlp``: the toy MLP;  ``unet``: the course UNet;  ``classifier``: the (noise-aware) classifier
+- ``mlp``: the toy MLP;  ``unet``: the course UNet (and ``LearnedVarianceUNet``);  ``classifier``: the (noise-aware) classifier
 """
 
 from utils.nets.classifier import Classifier
 from utils.nets.embedding import LabelEmbedding, TimeEmbedding, count_parameters, sinusoidal
 from utils.nets.mlp import MLP
-from utils.nets.unet import UNet
+from utils.nets.unet import LearnedVarianceUNet, UNet
 
-__all__ = ["Classifier", "LabelEmbedding", "TimeEmbedding", "count_parameters", "sinusoidal", "MLP", "UNet"]
+__all__ = ["Classifier", "LabelEmbedding", "TimeEmbedding", "count_parameters", "sinusoidal", "MLP", "UNet",
+           "LearnedVarianceUNet"]

@@ -171,3 +171,33 @@ def _apply(layer: nn.ModuleList, h: torch.Tensor, emb: torch.Tensor) -> torch.Te
     for module in layer:
         h = module(h, emb) if isinstance(module, ResBlock) else module(h)
     return h
+
+
+class LearnedVarianceUNet(nn.Module):
+    """A ``UNet`` (same keyword arguments) with 2C output channels: ε̂ (B, C, H, W) and v (B, C, H, W).
+
+    v ∈ [0, 1] interpolates the reverse log-variance between log β̃_n and log β_n (Nichol & Dhariwal 2021,
+    Eq. 15); the raw output r maps to v = (r + 1)/2, so a fresh network (zero last layer) starts half way.
+    ``forward`` returns ε̂ only (a plain denoiser network); ``forward_with_v`` returns (ε̂, v).
+    """
+
+    def __init__(self, **unet_kwargs):
+        super().__init__()
+        self.unet = UNet(**unet_kwargs)
+        old = self.unet.conv_out
+        self.unet.conv_out = nn.Conv2d(old.in_channels, 2 * old.out_channels, 3, padding=1)
+        nn.init.zeros_(self.unet.conv_out.weight)
+        nn.init.zeros_(self.unet.conv_out.bias)
+        self.channels = old.out_channels
+
+    @property
+    def null_label(self):
+        return self.unet.null_label
+
+    def forward_with_v(self, x: torch.Tensor, t: torch.Tensor, y=None) -> tuple[torch.Tensor, torch.Tensor]:
+        out = self.unet(x, t, y)
+        eps, raw = out[:, :self.channels], out[:, self.channels:]
+        return eps, (raw + 1) / 2
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+        return self.forward_with_v(x, t, y)[0]

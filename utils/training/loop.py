@@ -1,22 +1,15 @@
-r"""Losses and one training loop: AdamW, EMA, a progress bar, bf16 on CUDA, checkpoints, cached training.
+r"""One training loop: AdamW, EMA, a progress bar, bf16 on CUDA, resumable checkpoints.
 
-The diffusion loss (Ho et al. 2020, Eq. 14, generalised): draw t, noise x_0 to x_t = α_t x_0 + σ_t ε and
-regress the network's output on the target of its parameterisation,
-
-    L = E_{t, x_0, ε} [ w(t) · mean‖net(x_t, t) − target‖² ],   target ∈ {ε, x_0, v = α_t ε − σ_t x_0}.
-
-w ≡ 1 is DDPM's L_simple. ``train`` runs any ``loss_fn(model, x, y, generator)``; ``cached_train`` stores
-the result under ``cache_dir()/models`` so that a re-run loads instead of retraining.
+``train`` runs any ``loss_fn(model, x, y, generator) -> scalar`` (``utils.training.losses``) on batches drawn with
+replacement; ``train_step`` is one optimisation step (loss, backward, clip, step, EMA), ``train`` the housekeeping
+around it (resume, checkpoints, the nan check, the learning-rate schedule, the progress bar).
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
-import hashlib
-import json
 import math
-import re
 import time
 import warnings
 from pathlib import Path
@@ -28,10 +21,6 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from tqdm.auto import tqdm
 
 from utils.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from utils.config import cache_dir
-from utils.denoiser import PREDICTS
-from utils.forward import q_sample
-from utils.tensors import append_dims
 
 # fields of TrainConfig that do not change the trained weights (left out of the cache key)
 COSMETIC = ("log_every", "checkpoint_every")
@@ -41,65 +30,6 @@ ADDED_DEFAULTS = {"lr_decay": "constant"}  # options added later: left out of ke
 
 class TrainingError(RuntimeError):
     """Training stopped: the loss became nan or inf."""
-
-
-def diffusion_loss(net, schedule, x0: torch.Tensor, *, y=None, predicts: str = "eps", T: int | None = None,
-                   weighting="simple", p_uncond: float = 0.0, null_label: int | None = None,
-                   t_min: float = 1e-3, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Scalar denoising loss for a batch ``x0`` (B, ...).
-
-    t ~ U(t_min, 1] (continuous), or t = n/T with n ~ U{1..T} when ``T`` is given. ``weighting`` is
-    "simple" (L_simple) or a callable t (B,) -> w (B,). With ``p_uncond`` > 0 each label is replaced by
-    ``null_label`` (default ``net.null_label``) with that probability: classifier-free guidance training.
-    """
-    if predicts not in PREDICTS:
-        raise ValueError(f"predicts={predicts!r} is not one of {PREDICTS}")
-    if not 0.0 <= p_uncond < 1.0:
-        raise ValueError(f"p_uncond must lie in [0, 1), got {p_uncond}")
-    if not 0.0 <= t_min < 1.0:
-        raise ValueError(f"t_min must lie in [0, 1), got {t_min}")
-    B, device = x0.shape[0], x0.device
-    if T is not None:
-        if int(T) != T or T < 1:
-            raise ValueError(f"T must be a positive integer, got {T}")
-        n = torch.randint(1, int(T) + 1, (B,), generator=generator)
-        t = (n.to(torch.float64) / T).to(x0.dtype)
-    else:
-        t = 1.0 - (1.0 - t_min) * torch.rand(B, generator=generator, dtype=x0.dtype)  # in (t_min, 1]
-    t = t.to(device)
-    x_t, eps = q_sample(schedule, x0, t, generator=generator)
-    if predicts == "eps":
-        target = eps
-    elif predicts == "x0":
-        target = x0
-    else:
-        target = append_dims(schedule.alpha(t), x0) * eps - append_dims(schedule.sigma(t), x0) * x0
-
-    if p_uncond > 0:
-        null_label = getattr(net, "null_label", None) if null_label is None else null_label
-        if y is None or null_label is None:
-            raise ValueError("p_uncond > 0 needs labels y and a null_label (or a net with .null_label)")
-        drop = torch.rand(B, generator=generator).to(device) < p_uncond
-        y = torch.where(drop, torch.full_like(y, null_label), y)
-    out = net(x_t, t) if y is None else net(x_t, t, y)
-    if out.shape != x0.shape:
-        raise ValueError(f"the network returned shape {tuple(out.shape)} for input of shape {tuple(x0.shape)}")
-    per_sample = (out.float() - target.float()).pow(2).flatten(1).mean(1)  # (B,)
-    if weighting == "simple":
-        return per_sample.mean()
-    if not callable(weighting):
-        raise ValueError(f"weighting must be 'simple' or a callable t -> (B,), got {weighting!r}")
-    w = torch.as_tensor(weighting(t), device=device).float()
-    if w.shape != (B,):
-        raise ValueError(f"weighting(t) must return shape ({B},), got {tuple(w.shape)}")
-    return (w * per_sample).mean()
-
-
-def diffusion_loss_fn(schedule, **options) -> Callable:
-    """``loss_fn(model, x, y, generator)`` for ``train``, calling ``diffusion_loss`` with ``options``."""
-    def loss_fn(model, x, y, generator):
-        return diffusion_loss(model, schedule, x, y=y, generator=generator, **options)
-    return loss_fn
 
 
 @dataclasses.dataclass
@@ -180,6 +110,24 @@ def _check_finite(losses: torch.Tensor, start: int, path) -> None:
                             "Try a lower lr, grad_clip, or check the data for nan.")
 
 
+def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, ema: AveragedModel,
+               x: torch.Tensor, y: torch.Tensor | None, gen: torch.Generator, config: TrainConfig,
+               autocast) -> torch.Tensor:
+    """One step on the batch x (B, ...), labels y (B,) or None: loss, backward, clip, AdamW, EMA update.
+
+    Returns the loss (a detached scalar, still on the device: reading it would sync).
+    """
+    with autocast:
+        loss = loss_fn(model, x, y, gen)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.grad_clip:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+    opt.step()
+    ema.update_parameters(model)
+    return loss.detach()
+
+
 def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config: TrainConfig, *,
           labels: torch.Tensor | None = None, progress: bool = True, checkpoint_path=None,
           resume: bool = True) -> TrainResult:
@@ -234,16 +182,9 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
                     group["lr"] = lr
                 idx = torch.randint(0, data.shape[0], (config.batch_size,), generator=gen).to(device)
                 x, y = data[idx], labels[idx] if labels is not None else None
-                with autocast:
-                    loss = loss_fn(model, x, y, gen)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-                opt.step()
-                ema.update_parameters(model)
+                loss = train_step(model, loss_fn, opt, ema, x, y, gen, config, autocast)
                 i = step - start
-                buffer[i] = loss.detach().float()
+                buffer[i] = loss.float()
                 done = step + 1
                 save_now = path is not None and (done % config.checkpoint_every == 0 or done == config.steps)
                 if save_now or done % config.log_every == 0 or done == config.steps:
@@ -277,64 +218,3 @@ def _restore(state: dict, config: TrainConfig, path: Path, model, ema, opt, gen)
     gen.set_state(state["generator"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())
     return int(state["step"])
-
-
-def _fingerprint(t: torch.Tensor | None) -> dict | None:
-    """Shape, dtype, a hash of up to 4096 evenly spaced entries, and the mean (cheap, device-independent)."""
-    if t is None:
-        return None
-    flat = t.detach().reshape(-1)
-    idx = torch.linspace(0, max(flat.numel() - 1, 0), min(flat.numel(), 4096)).long().to(flat.device)
-    sample = flat[idx].cpu().contiguous().numpy().tobytes()
-    mean = flat.double().mean().item() if flat.numel() else 0.0
-    return {"shape": list(t.shape), "dtype": str(t.dtype), "sample": hashlib.sha256(sample).hexdigest(),
-            "mean": f"{mean:.6e}"}
-
-
-def cache_key(name: str, config: TrainConfig, key: dict | None, data: torch.Tensor,
-              labels: torch.Tensor | None = None) -> str:
-    """sha256 of everything that decides the trained weights."""
-    cfg = {k: v for k, v in config.to_dict().items() if k not in COSMETIC and ADDED_DEFAULTS.get(k, ...) != v}
-    payload = {"name": name, "config": cfg, "key": key, "data": _fingerprint(data), "labels": _fingerprint(labels)}
-    try:
-        text = json.dumps(payload, sort_keys=True)
-    except TypeError as err:
-        raise TypeError(f"key must be a JSON-able dict (model kwargs, schedule name, loss options): {err}") from None
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: Callable, data: torch.Tensor,
-                 config: TrainConfig, *, labels: torch.Tensor | None = None, key: dict | None = None,
-                 progress: bool = True) -> TrainResult:
-    """Train ``make_model()`` once and keep it in ``cache_dir()/models/<name>-<hash>.pt``; later calls load it.
-
-    ``key`` must describe everything else the result depends on (model kwargs, schedule, loss options);
-    ``make_model`` is called with torch seeded from ``config.seed``, so the same inputs give the same weights.
-    """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        raise ValueError(f"name must be a non-empty file-name-safe string, got {name!r}")
-    h = cache_key(name, config, key, data, labels)
-    folder = cache_dir() / "models"
-    path = folder / f"{name}-{h[:12]}.pt"
-    if path.exists():
-        try:
-            state = load_checkpoint(path, map_location=data.device)
-            model, ema = make_model().to(data.device), make_model().to(data.device)
-            model.load_state_dict(state["model"])
-            ema.load_state_dict(state["ema"])
-        except (CheckpointError, RuntimeError, KeyError) as err:
-            warnings.warn(f"cached model {path} could not be loaded, retraining it: {err}")
-        else:
-            return TrainResult(model=ema.eval(), raw_model=model.eval(), losses=state["losses"].cpu().numpy(),
-                               seconds=float(state["seconds"]), loaded=True, path=path)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.seed)
-        model = make_model()
-    partial = folder / f".{name}-{h[:12]}.partial.pt"
-    result = train(model, loss_fn, data, config, labels=labels, progress=progress, checkpoint_path=partial)
-    save_checkpoint(path, {"model": result.raw_model.state_dict(), "ema": result.model.state_dict(),
-                           "losses": torch.from_numpy(result.losses), "seconds": result.seconds,
-                           "config": config.to_dict(), "key": json.dumps(key, sort_keys=True), "name": name})
-    partial.unlink(missing_ok=True)
-    result.path = path
-    return result

@@ -1,37 +1,92 @@
-r"""The course's standard trained DDPMs, built once through ``utils.training.loop.cached_train`` and then loaded.
+r"""The course's standard trained DDPMs, built once through ``utils.training.cache.cached_train`` and then loaded.
 
 Every later chapter can ask for the same model without depending on a file another notebook wrote:
 
     denoiser, result = toy_ddpm("swiss_roll")                      # an MLP on 2-D points
     denoiser, result = digits_ddpm(schedule="cosine")              # the course UNet on the profile's images
     denoiser, result = digits_ddpm(conditional=True, p_uncond=0.1) # class-conditional, for guidance
+    denoiser, result = dequantised_digits_ddpm()                   # trained on x + u, for ODE likelihoods
 
-Both return a ready ``Denoiser`` (EMA weights, eval mode, on ``get_device()``) and the ``TrainResult``
-(loss curve, seconds, whether it was loaded). Sizes follow the profile: ``smoke`` tiny, ``cpu`` about three
-minutes of training on two cores (digits 8x8), ``gpu`` a larger UNet on MNIST 28x28 with bf16 autocast.
+They return a ready ``Denoiser`` (EMA weights, eval mode, on ``get_device()``) and the ``TrainResult``
+(loss curve, seconds, whether it was loaded). Each model is described by a frozen spec dataclass (``ToySpec``,
+``DigitsSpec``, ``DequantisedDigitsSpec``) whose ``dataclasses.asdict`` is its cache key; schedules enter it by
+name, and a schedule's name encodes T and its β range. Sizes follow the profile: ``smoke`` tiny, ``cpu`` about
+three minutes of training on two cores (digits 8x8), ``gpu`` a larger UNet on MNIST 28x28 with bf16 autocast.
 Schedules are DDPM's discrete ones (T steps, step n at t = n/T); training draws n ~ U{1..T}.
+(The learned-variance model is ``utils.lessons.ch03_learned_variance.hybrid_ddpm``.)
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import asdict, dataclass, field, replace
+from typing import Callable
 
 import torch
 
 from utils.config import by_profile, get_device, get_profile
-from utils.data import TOY_NAMES, image_data, toy
+from utils.data import TOY_NAMES, ImageData, image_data, toy
+from utils.data.levels import dequantise, image_levels
 from utils.denoiser import Denoiser
-from utils.lessons.ch03_learned_variance import LearnedVarianceUNet, hybrid_loss_fn
-from utils.eval.likelihood import elbo_weighting
-from utils.nets import MLP, UNet
 from utils.forward import q_sample
+from utils.nets import MLP, UNet
 from utils.samplers import sample_ddim, sample_ddpm, time_grid
 from utils.schedules import DiscreteSchedule, cosine, ddpm_linear
-from utils.training.loop import TrainConfig, TrainResult, cached_train, diffusion_loss_fn
+from utils.training.cache import cached_train
+from utils.training.loop import TrainConfig, TrainResult
+from utils.training.losses import DiffusionLoss, diffusion_loss_fn, elbo_weighting
 
 SCHEDULES = ("linear", "cosine")
-WEIGHTINGS = ("simple", "elbo", "hybrid")
 TOY_POINTS = 20_000
+# the loss weighting w(t) of each ``digits_ddpm(weighting=...)``: schedule -> None (L_simple) or t -> w
+WEIGHTINGS: dict[str, Callable] = {"simple": lambda schedule: None, "elbo": elbo_weighting}
+
+
+@dataclass(frozen=True)
+class ToySpec:
+    """An ε-predicting ``MLP(dim=2, hidden, depth)`` DDPM on the 2-D toy ``dataset`` (``toy_ddpm``'s cache key).
+
+    ``schedule``: the schedule's name (T and β range), ``T``: training times n/T, n ~ U{1..T}.
+    """
+
+    dataset: str
+    hidden: int
+    depth: int
+    schedule: str
+    T: int
+    loss: str = "simple"
+    model: str = "MLP"
+
+
+@dataclass(frozen=True)
+class DigitsSpec:
+    """The course UNet as an ε-predicting DDPM on the profile's images (``digits_ddpm``'s cache key).
+
+    ``net``: the network's keyword arguments (``in_channels``, ``image_size``, ``num_classes`` (None:
+    unconditional), ``base_channels``, ...); ``loss``: "simple", "elbo" or "hybrid" (learned variances);
+    ``p_uncond``: the label-dropout probability of a conditional model (None when unconditional).
+    """
+
+    net: dict = field(hash=False)
+    schedule: str
+    T: int
+    loss: str
+    p_uncond: float | None
+    profile: str
+    model: str = "UNet"
+
+
+@dataclass(frozen=True)
+class DequantisedDigitsSpec:
+    """``DigitsSpec``'s unconditional L_simple model trained on dequantised images x + u, u ~ U(−δ, δ), δ = 1/(K−1),
+    K = ``dequantised`` grey levels (``dequantised_digits_ddpm``'s cache key)."""
+
+    net: dict = field(hash=False)
+    schedule: str
+    T: int
+    dequantised: int
+    profile: str
+    loss: str = "simple"
+    model: str = "UNet"
 
 
 def make_schedule(name: str = "linear", T: int = 1000) -> DiscreteSchedule:
@@ -73,10 +128,15 @@ def digits_config(profile: str | None = None) -> tuple[dict, TrainConfig]:
     return model, cfg
 
 
-def _check_T(T) -> int:
+def check_T(T) -> int:
+    """``T`` as an int, or ValueError unless it is an integer >= 2."""
     if int(T) != T or T < 2:
         raise ValueError(f"T must be an integer >= 2, got {T!r}")
     return int(T)
+
+
+def _with(cfg: TrainConfig, steps: int | None, seed: int) -> TrainConfig:
+    return replace(cfg, seed=seed, **({} if steps is None else {"steps": steps}))
 
 
 def toy_ddpm(dataset: str = "swiss_roll", *, schedule: str = "linear", T: int = 1000, steps: int | None = None,
@@ -84,15 +144,34 @@ def toy_ddpm(dataset: str = "swiss_roll", *, schedule: str = "linear", T: int = 
     """An ε-predicting MLP DDPM on a 2-D toy (``utils.data.TOY_NAMES``), trained on 20,000 fixed points."""
     if dataset not in TOY_NAMES:
         raise ValueError(f"dataset={dataset!r} is not one of {TOY_NAMES}")
-    T, sch = _check_T(T), make_schedule(schedule, _check_T(T))
+    T = check_T(T)
+    sch = make_schedule(schedule, T)
     kwargs, cfg = toy_config()
-    cfg = replace(cfg, seed=seed, **({} if steps is None else {"steps": steps}))
-    device = get_device()
-    data = toy(dataset, TOY_POINTS, torch.Generator().manual_seed(1234)).to(device)
-    key = {"model": "MLP", **kwargs, "dataset": dataset, "schedule": sch.name, "T": T, "loss": "simple"}
-    result = cached_train(f"toy-{dataset}", lambda: MLP(dim=2, **kwargs), diffusion_loss_fn(sch, T=T), data, cfg,
-                          key=key, progress=progress)
+    spec = ToySpec(dataset=dataset, hidden=kwargs["hidden"], depth=kwargs["depth"], schedule=sch.name, T=T)
+    data = toy(dataset, TOY_POINTS, torch.Generator().manual_seed(1234)).to(get_device())
+    result = cached_train(f"toy-{dataset}", lambda: MLP(dim=2, hidden=spec.hidden, depth=spec.depth),
+                          diffusion_loss_fn(sch, T=T), data, _with(cfg, steps, seed), key=asdict(spec),
+                          progress=progress)
     return Denoiser(result.model, sch), result
+
+
+def unet_kwargs(data: ImageData, conditional: bool = False, profile: str | None = None) -> dict:
+    """The course UNet's keyword arguments for ``data`` in the active (or given) profile."""
+    kwargs, _ = digits_config(profile)
+    return dict(kwargs, in_channels=int(data.train_x.shape[1]), image_size=int(data.image_size),
+                num_classes=int(data.num_classes) if conditional else None)
+
+
+def train_image_model(name: str, spec, make_model: Callable[[], torch.nn.Module], loss_fn: Callable,
+                      data: ImageData, *, steps: int | None = None, seed: int = 0,
+                      progress: bool = True) -> TrainResult:
+    """``cached_train`` of an image model on ``data.train_x`` (with labels when ``spec.net["num_classes"]`` is set),
+    with the profile's ``digits_config`` (``steps``, ``seed`` overridden) and the key ``asdict(spec)``."""
+    device = get_device()
+    labels = data.train_y.to(device) if spec.net.get("num_classes") is not None else None
+    cfg = _with(digits_config()[1], steps, seed)
+    return cached_train(name, make_model, loss_fn, data.train_x.to(device), cfg, labels=labels, key=asdict(spec),
+                        progress=progress)
 
 
 def digits_ddpm(*, schedule: str = "linear", weighting: str = "simple", conditional: bool = False,
@@ -100,38 +179,57 @@ def digits_ddpm(*, schedule: str = "linear", weighting: str = "simple", conditio
                 clip_x0: tuple[float, float] | None = (-1.0, 1.0), progress: bool = True) -> tuple[Denoiser, TrainResult]:
     """The course UNet as an ε-predicting DDPM on the profile's images (``utils.data.image_data``).
 
-    ``weighting``: "simple" (L_simple, Ho et al. 2020 Eq. 14), "elbo" (the true bound's weights for fixed
-    variances β̃, ``utils.eval.likelihood.elbo_weights``) or "hybrid" (learned variances, L_simple + λ L_vlb,
-    ``utils.lessons.ch03_learned_variance``; the network then also has ``forward_with_v``). ``conditional=True`` trains
-    with labels, each dropped to ∅ with probability ``p_uncond`` (classifier-free guidance).
+    ``weighting``: "simple" (L_simple, Ho et al. 2020 Eq. 14) or "elbo" (the true bound's weights for fixed
+    variances β̃, ``utils.training.losses.elbo_weights``); learned variances are
+    ``utils.lessons.ch03_learned_variance.hybrid_ddpm``. ``conditional=True`` trains with labels, each dropped
+    to ∅ with probability ``p_uncond`` (classifier-free guidance).
     The returned denoiser clips x̂_0 to ``clip_x0`` = [−1, 1] as DDPM's sampler does (pass None for the raw
     network, e.g. for ODE likelihoods): near t = 1, x̂_0 = (x − σ ε̂)/α divides by a tiny α (cosine: α_T ≈ 1e-5).
     """
     if weighting not in WEIGHTINGS:
-        raise ValueError(f"weighting={weighting!r} is not one of {WEIGHTINGS}")
-    if conditional and weighting == "hybrid":
-        raise ValueError("conditional=True is available for weighting 'simple' and 'elbo' only")
-    T, sch = _check_T(T), make_schedule(schedule, _check_T(T))
+        hint = " (learned variances: utils.lessons.ch03_learned_variance.hybrid_ddpm)" if weighting == "hybrid" else ""
+        raise ValueError(f"weighting={weighting!r} is not one of {tuple(WEIGHTINGS)}{hint}")
+    T = check_T(T)
+    sch = make_schedule(schedule, T)
     data = image_data()
-    kwargs, cfg = digits_config()
-    cfg = replace(cfg, seed=seed, **({} if steps is None else {"steps": steps}))
-    kwargs = dict(kwargs, in_channels=int(data.train_x.shape[1]), image_size=int(data.image_size),
-                  num_classes=int(data.num_classes) if conditional else None)
-    device = get_device()
-    labels = data.train_y.to(device) if conditional else None
-    if weighting == "hybrid":
-        make, loss_fn = (lambda: LearnedVarianceUNet(**kwargs)), hybrid_loss_fn(sch)
-    else:
-        options = {"weighting": elbo_weighting(sch)} if weighting == "elbo" else {}
-        if conditional:
-            options["p_uncond"] = p_uncond
-        make, loss_fn = (lambda: UNet(**kwargs)), diffusion_loss_fn(sch, T=T, **options)
-    key = {"model": "LearnedVarianceUNet" if weighting == "hybrid" else "UNet", **kwargs, "schedule": sch.name, "T": T, "loss": weighting,
-           "p_uncond": p_uncond if conditional else None, "profile": get_profile()}
+    net = unet_kwargs(data, conditional)
+    spec = DigitsSpec(net=net, schedule=sch.name, T=T, loss=weighting, p_uncond=p_uncond if conditional else None,
+                      profile=get_profile())
+    loss_fn = diffusion_loss_fn(sch, T=T, weighting=WEIGHTINGS[weighting](sch),
+                                p_uncond=p_uncond if conditional else 0.0)
     name = f"ddpm-{data.name}-{schedule}-{weighting}" + ("-cond" if conditional else "")
-    result = cached_train(name, make, loss_fn, data.train_x.to(device), cfg, labels=labels, key=key,
-                          progress=progress)
+    result = train_image_model(name, spec, lambda: UNet(**net), loss_fn, data, steps=steps, seed=seed,
+                               progress=progress)
     return Denoiser(result.model, sch, clip_x0=clip_x0), result
+
+
+@dataclass(frozen=True)
+class DequantisedLoss:
+    """``loss_fn(model, x, y, generator)``: ``loss`` on x + u, u ~ U(−δ, δ) drawn afresh (before the loss's draws)."""
+
+    loss: DiffusionLoss
+    levels: int
+
+    def __call__(self, model, x: torch.Tensor, y=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.loss(model, dequantise(x, self.levels, generator), y, generator)
+
+
+def dequantised_digits_ddpm(*, steps: int | None = None, seed: int = 0,
+                            progress: bool = True) -> tuple[Denoiser, TrainResult]:
+    """``digits_ddpm()``'s network, schedule and training config, trained on *dequantised* images x + u,
+    u ~ U(−δ, δ) drawn afresh for every batch, so that its density is smooth across each pixel's bin.
+
+    Returns (Denoiser without clipping, TrainResult), cached like every course model.
+    """
+    data = image_data()
+    levels = image_levels(data.train_x[:256])
+    sch = make_schedule("linear", 1000)
+    net = unet_kwargs(data)
+    spec = DequantisedDigitsSpec(net=net, schedule=sch.name, T=1000, dequantised=levels, profile=get_profile())
+    loss_fn = DequantisedLoss(diffusion_loss_fn(sch, T=1000), levels)
+    result = train_image_model(f"ddpm-{data.name}-dequantised", spec, lambda: UNet(**net), loss_fn, data,
+                               steps=steps, seed=seed, progress=progress)
+    return Denoiser(result.model, sch), result
 
 
 @torch.no_grad()
