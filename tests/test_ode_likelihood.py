@@ -132,8 +132,8 @@ def test_errors(gauss_mix):
         ol.pf_ode_log_likelihood(model, x, sde=sde, method="rk23")
     with pytest.raises(ValueError, match="t_eps"):
         ol.pf_ode_log_likelihood(model, x, sde=sde, t_eps=1.0)
-    with pytest.raises(ValueError, match="sde="):
-        ol.pf_ode_log_likelihood(model, x)
+    with pytest.raises(ValueError, match="sde="):  # a bare score with no marginal to live on
+        ol.pf_ode_log_likelihood(type("BareScore", (), {"score": lambda self, x, t, y=None: -x})(), x)
     with pytest.raises(ValueError, match="probe"):
         ol.velocity_and_divergence(model, sde, x, 0.5, probe=torch.ones(3, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="probe"):

@@ -81,8 +81,8 @@ def marginal_coefs(model, t, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     if t.dim() == 0:  # one time for the whole batch: compute the coefficients once
         return model.marginal(t)
     t = time_batch(t, x)
-    a, s = model.marginal(t)
-    return append_dims(a, x), append_dims(s, x)
+    alpha, sigma = model.marginal(t)
+    return append_dims(alpha, x), append_dims(sigma, x)
 
 
 # --- the protocol ----------------------------------------------------------------------------------------
@@ -125,9 +125,9 @@ class PredictionModel:
         """(ε̂, x̂_0), x̂_0 clipped to ``clip_x0`` when given. Needs σ_t > 0 and α_t > 0 (0 < t ≤ 1)."""
         eps, x0 = self.predict_raw(x, t, y)
         if self.clip_x0 is not None:
-            a, s = marginal_coefs(self, t, x)
+            alpha, sigma = marginal_coefs(self, t, x)
             x0 = x0.clamp(*self.clip_x0)
-            eps = eps_from_x0(x, x0, a, s)
+            eps = eps_from_x0(x, x0, alpha, sigma)
         return eps, x0
 
     def eps(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
@@ -141,8 +141,8 @@ class PredictionModel:
     def v(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
         """v̂ = α_t ε̂ − σ_t x̂_0, shaped like x."""
         eps, x0 = self.predict(x, t, y)
-        a, s = marginal_coefs(self, time_batch(t, x), x)
-        return v_from(eps, x0, a, s)
+        alpha, sigma = marginal_coefs(self, time_batch(t, x), x)
+        return v_from(eps, x0, alpha, sigma)
 
     def score(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
         """∇_x log p_t(x) ≈ −ε̂ / σ_t, shaped like x."""
@@ -182,9 +182,9 @@ class Denoiser(PredictionModel):
 
     def predict_raw(self, x: torch.Tensor, t, y=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̂, x̂_0) from a single network call, unclipped."""
-        a, s = marginal_coefs(self, t, x)
+        alpha, sigma = marginal_coefs(self, t, x)
         out = self._call(x, time_batch(t, x), y)
-        return FROM_OUTPUT[self.predicts](x, out, a, s)
+        return FROM_OUTPUT[self.predicts](x, out, alpha, sigma)
 
     def __repr__(self) -> str:
         return f"Denoiser(predicts={self.predicts!r}, schedule={self.schedule!r})"
@@ -209,9 +209,9 @@ class ScoreModel:
 
     def predict(self, x: torch.Tensor, t, y=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̂, x̂_0) from the score (Tweedie)."""
-        a, s = marginal_coefs(self, t, x)
-        eps = -s * self.score(x, t, y)
-        return eps, x0_from_eps(x, eps, a, s)
+        alpha, sigma = marginal_coefs(self, t, x)
+        eps = -sigma * self.score(x, t, y)
+        return eps, x0_from_eps(x, eps, alpha, sigma)
 
     def __repr__(self) -> str:
         return f"ScoreModel({self.sde!r})"

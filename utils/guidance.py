@@ -10,7 +10,8 @@ Bayes' rule for the noised data, ∇log p_t(x | y) = ∇log p_t(x) + ∇log p_t(
 
 Both wrappers *hold* a denoiser (they do not subclass it): they combine its unclipped predictions, and the
 guided x̂_0 is then clipped to the denoiser's ``clip_x0`` in the one place that clips
-(``PredictionModel.predict``). Every sampler in ``utils.samplers`` accepts them unchanged.
+(``PredictionModel.predict``). They keep the denoiser's ``schedule`` (for grids on its training steps).
+Every sampler in ``utils.samplers`` accepts them unchanged.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class ClassifierFree(PredictionModel):
 
     def __init__(self, denoiser, w: float):
         self.denoiser, self.w = denoiser, float(w)
-        self.sde, self.clip_x0 = denoiser.sde, denoiser.clip_x0
+        self.sde, self.clip_x0, self.schedule = denoiser.sde, denoiser.clip_x0, denoiser.schedule
 
     def predict_raw(self, x: torch.Tensor, t, y=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̃, x̂_0 of ε̃), unclipped."""
@@ -49,7 +50,7 @@ class ClassifierGuided(PredictionModel):
 
     def __init__(self, denoiser, classifier, scale: float):
         self.denoiser, self.classifier, self.scale = denoiser, classifier, float(scale)
-        self.sde, self.clip_x0 = denoiser.sde, denoiser.clip_x0
+        self.sde, self.clip_x0, self.schedule = denoiser.sde, denoiser.clip_x0, denoiser.schedule
 
     def log_prob_grad(self, x: torch.Tensor, t, y) -> torch.Tensor:
         """∇_x log p_φ(y | x_t, t), shaped like x (computed with autograd even inside ``no_grad``)."""

@@ -39,10 +39,10 @@ def _check_schedule(schedule) -> None:
 
 
 class GaussianPosteriorMean:
-    """E[x_0 | x_t] for x_0 ~ N(mean, cov), via the eigendecomposition Σ = U diag(λ) Uᵀ.
+    """E[x_0 | x_t] for x_0 ~ N(mean, cov), via the eigendecomposition Σ = U diag(e) Uᵀ (``eigvals`` e: not the log-SNR λ).
 
-    In the eigenbasis the posterior mean is a per-direction gain α λ / (α² λ + σ²) on x_t − α μ;
-    float64 inside. Directions with λ = 0 at σ = 0 get gain 1/α (x_t is then already on the data).
+    In the eigenbasis the posterior mean is a per-direction gain α e / (α² e + σ²) on x_t − α μ;
+    float64 inside. Directions with e = 0 at σ = 0 get gain 1/α (x_t is then already on the data).
     """
 
     def __init__(self, mean, cov, schedule: Schedule):
@@ -54,19 +54,19 @@ class GaussianPosteriorMean:
             raise ValueError(f"cov must have shape ({D}, {D}) for a mean with {D} features, got {tuple(cov.shape)}")
         if not torch.allclose(cov, cov.T, atol=1e-8):
             raise ValueError("cov must be symmetric")
-        lam, self.U = torch.linalg.eigh(cov)
-        if lam.min() < -1e-8 * max(lam.max().item(), 1.0):
-            raise ValueError(f"cov must be positive semi-definite (smallest eigenvalue {lam.min().item():.3g})")
-        self.lam, self.schedule, self.D = lam.clamp_min(0.0), schedule, D
+        eigvals, self.U = torch.linalg.eigh(cov)
+        if eigvals.min() < -1e-8 * max(eigvals.max().item(), 1.0):
+            raise ValueError(f"cov must be positive semi-definite (smallest eigenvalue {eigvals.min().item():.3g})")
+        self.eigvals, self.schedule, self.D = eigvals.clamp_min(0.0), schedule, D
 
     def __call__(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         flat = _flatten(x, self.D).to(torch.float64)
         t = time_batch(t, flat)
-        a, s = self.schedule.alpha(t)[:, None], self.schedule.sigma(t)[:, None]
-        mean, U, lam = self.mean.to(flat.device), self.U.to(flat.device), self.lam.to(flat.device)
-        denom = a**2 * lam + s**2
-        gain = torch.where(denom > 0, a * lam / denom.clamp_min(1e-300), 1.0 / a)
-        x0 = mean + ((flat - a * mean) @ U * gain) @ U.T
+        alpha, sigma = self.schedule.alpha(t)[:, None], self.schedule.sigma(t)[:, None]
+        mean, U, eigvals = self.mean.to(flat.device), self.U.to(flat.device), self.eigvals.to(flat.device)
+        denom = alpha**2 * eigvals + sigma**2
+        gain = torch.where(denom > 0, alpha * eigvals / denom.clamp_min(1e-300), 1.0 / alpha)
+        x0 = mean + ((flat - alpha * mean) @ U * gain) @ U.T
         return x0.reshape(x.shape).to(x.dtype)
 
 
@@ -118,13 +118,13 @@ class EmpiricalPosteriorMean:
         data, sq = self._data_on(flat.device, dtype)
         out = torch.empty_like(flat)
         for b in range(0, flat.shape[0], self.chunk):
-            xb, a, s2 = flat[b:b + self.chunk], alpha[b:b + self.chunk, None], sigma2[b:b + self.chunk, None]
+            xb, alpha_b, sigma2_b = flat[b:b + self.chunk], alpha[b:b + self.chunk, None], sigma2[b:b + self.chunk, None]
             run_max = torch.full((xb.shape[0], 1), float("-inf"), dtype=dtype, device=flat.device)
             total = torch.zeros_like(run_max)
             acc = torch.zeros_like(xb)
             for n in range(0, data.shape[0], self.chunk):
                 block = data[n:n + self.chunk]
-                logits = (a * (xb @ block.T) - 0.5 * a**2 * sq[n:n + self.chunk]) / s2  # (b, chunk)
+                logits = (alpha_b * (xb @ block.T) - 0.5 * alpha_b**2 * sq[n:n + self.chunk]) / sigma2_b  # (b, chunk)
                 new_max = torch.maximum(run_max, logits.amax(1, keepdim=True))
                 rescale, p = torch.exp(run_max - new_max), torch.exp(logits - new_max)
                 total = total * rescale + p.sum(1, keepdim=True)

@@ -27,7 +27,6 @@ import torch
 
 from utils.ode import solve_ivp_torch
 from utils.sde import SDE, resolve_sde, step_kernel
-from utils.tensors import append_dims
 
 
 def check_time_grid(ts: torch.Tensor) -> torch.Tensor:

@@ -3,19 +3,31 @@ r"""Variance-preserving (VP) noise schedules in continuous time t in [0, 1].
 Every schedule is described by one function, log ᾱ(t), with ᾱ(0) = 1, and everything else follows:
 the forward marginal is q(x_t | x_0) = N(α_t x_0, σ_t² I) with α_t = √ᾱ_t and σ_t = √(1 − ᾱ_t).
 
-Maths-to-code names (papers disagree; the course uses these everywhere):
+Maths-to-code names (papers disagree; the course uses these everywhere, in ``utils`` and in the chapters):
 
-==============================  ==============  ==============================================
-maths                           code            note
-==============================  ==============  ==============================================
-ᾱ_t                             ``alpha_bar``   DDPM's "alpha bar"; ᾱ(0) = 1
-√ᾱ_t                            ``alpha``       the *signal* coefficient. Never DDPM's α_t = 1 − β_t
-√(1 − ᾱ_t)                      ``sigma``       the *noise* coefficient
-log(α_t / σ_t)                  ``lam``         half the log-SNR, DPM-Solver's λ_t
-σ_t / α_t                       ``sigma_ve``    the VE / EDM noise level of x_t / α_t
-−d log ᾱ_t / dt                 ``beta``        the VP SDE's β(t) (a *rate* in continuous time)
-DDPM's β_n, n = 1..T            ``betas[n-1]``  discrete schedules only; 1 − β_n = ᾱ_n / ᾱ_{n−1}
-==============================  ==============  ==============================================
+==============================  =================  ===========================================================
+maths                           code               note
+==============================  =================  ===========================================================
+ᾱ_t                             ``alpha_bar``      DDPM's "alpha bar"; ᾱ(0) = 1
+√ᾱ_t                            ``alpha``          the *signal* coefficient. Never DDPM's α_t = 1 − β_t: write
+                                                   that ``1 - beta``
+√(1 − ᾱ_t)                      ``sigma``          the *noise* coefficient (an SDE's marginal std: ``std``)
+log(α_t / σ_t)                  ``lam``            half the log-SNR, DPM-Solver's λ_t (eigenvalues are ``eigvals``)
+σ_t / α_t                       ``sigma_ve``       the VE / EDM noise level of x_t / α_t (DDIM's σ̄, Eq. 14)
+−d log ᾱ_t / dt                 ``beta``           the VP SDE's β(t) (a *rate* in continuous time)
+DDPM's β_n, n = 1..T            ``betas[n-1]``     discrete schedules only; 1 − β_n = ᾱ_n / ᾱ_{n−1}
+ε, x̂_0, ∇ log p_t(x)            ``eps``,           the network's noise prediction, its data prediction, the
+                                ``x0_hat``,        score (``utils.denoiser``)
+                                ``score``
+a sampler's step t → s < t      ``t`` → ``t_next``  and ``x`` → ``x_next`` (``utils.samplers``)
+a forward step s → t > s        ``t_prev`` → ``t``  and ``x_prev`` → ``x_t`` (``utils.forward``)
+DDIM's σ_t(η) (Eq. 16)          ``ddim_std``       the std of DDIM's step noise; η is ``eta``
+CFG's w (Ho & Salimans)         ``w``              ε̃ = (1 + w) ε(x, y) − w ε(x, ∅); diffusers' guidance_scale = 1 + w
+classifier guidance's s         ``scale``          ε̃ = ε − scale · σ_t ∇ log p(y | x_t)
+Langevin step size ε (or α)     ``step_size``      x + ε ∇log p + √(2ε) z; NCSN writes α = 2ε: x + (α/2) ∇log p + √α z
+the corrector's α_i = 1 − β_i   ``a``              ``utils.samplers.corrector_scale`` (1 for VE)
+the hybrid loss's λ             ``vlb_weight``     L_simple + λ L_vlb (Improved DDPM)
+==============================  =================  ===========================================================
 
 Discrete schedules (DDPM with T steps) place step n at t = n / T, so ``alpha_bar(n / T)`` is exactly
 DDPM's ᾱ_n = ∏_{i≤n}(1 − β_i); between grid points log ᾱ is interpolated linearly, which makes

@@ -52,9 +52,9 @@ class SDE:
     def perturb(self, x0: torch.Tensor, t, generator: torch.Generator | None = None) -> torch.Tensor:
         """Sample x_t ~ p(x_t | x_0) = N(m(t) x_0, s(t)² I); ``t`` float or (B,)."""
         t = time_batch(t, x0)
-        m, s = self.marginal(t)
+        m, std = self.marginal(t)
         noise = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
-        return append_dims(m, x0) * x0 + append_dims(s, x0) * noise
+        return append_dims(m, x0) * x0 + append_dims(std, x0) * noise
 
     def reverse_drift(self, x: torch.Tensor, t, score: torch.Tensor) -> torch.Tensor:
         """f(x, t) − g(t)² ∇log p_t(x): the drift of the reverse-time SDE (in forward time)."""
@@ -71,10 +71,10 @@ class SDE:
 
 def step_kernel(sde: SDE, t, t_next) -> tuple[torch.Tensor, torch.Tensor]:
     """The forward kernel from t_next to t > t_next as x_t = r x_next + G z: (r, G²) from the marginals."""
-    m, s = sde.marginal(t)
-    m_next, s_next = sde.marginal(t_next)
+    m, std = sde.marginal(t)
+    m_next, std_next = sde.marginal(t_next)
     r = m / m_next
-    return r, s**2 - r**2 * s_next**2
+    return r, std**2 - r**2 * std_next**2
 
 
 def resolve_sde(model, sde: SDE | None = None) -> SDE:
@@ -141,8 +141,8 @@ class VESDE(SDE):
         return self.sigma(t) ** 2 * 2 * math.log(self.sigma_max / self.sigma_min)
 
     def marginal(self, t):
-        s = self.sigma(t)
-        return torch.ones_like(s), torch.sqrt(s**2 - self.sigma_min**2)
+        sigma = self.sigma(t)
+        return torch.ones_like(sigma), torch.sqrt(sigma**2 - self.sigma_min**2)
 
     def prior_std(self) -> float:
         return self.sigma_max

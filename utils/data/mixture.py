@@ -93,8 +93,8 @@ class GaussianMixture:
 
     def at_time(self, schedule: Schedule, t: float) -> "GaussianMixture":
         """The mixture of x_t at one time t: components N(α μ_k, α² Σ_k + σ² I), same weights."""
-        a, s = schedule.alpha(torch.tensor(float(t), dtype=_F64)), schedule.sigma(torch.tensor(float(t), dtype=_F64))
-        return GaussianMixture(a * self.means, weights=self.weights, covs=a**2 * self.covs + s**2 * torch.eye(self.D, dtype=_F64))
+        alpha, sigma = schedule.alpha(torch.tensor(float(t), dtype=_F64)), schedule.sigma(torch.tensor(float(t), dtype=_F64))
+        return GaussianMixture(alpha * self.means, weights=self.weights, covs=alpha**2 * self.covs + sigma**2 * torch.eye(self.D, dtype=_F64))
 
     # ----------------------------------------------------------------------------------- exact quantities
     def _check_x(self, x) -> torch.Tensor:
@@ -120,20 +120,20 @@ class GaussianMixture:
     def _terms(self, x, schedule, t):
         """log w_k + log N(x; α μ_k, C_k) (B, K), C_k⁻¹ (x − α μ_k) (B, K, D) and α (0-d or (B, 1, 1))."""
         x64 = self._check_x(x)
-        a, s = self._coefs(schedule, t, x64)
+        alpha, sigma = self._coefs(schedule, t, x64)
         means, covs = self.means.to(x64.device), self.covs.to(x64.device)
-        if a.dim() == 1:  # one time per point: (B, K, D, D) covariances
-            a, s = a[:, None, None], s[:, None, None]
-            cov_t = a[..., None] ** 2 * covs + s[..., None] ** 2 * torch.eye(self.D, dtype=_F64, device=x64.device)
+        if alpha.dim() == 1:  # one time per point: (B, K, D, D) covariances
+            alpha, sigma = alpha[:, None, None], sigma[:, None, None]
+            cov_t = alpha[..., None] ** 2 * covs + sigma[..., None] ** 2 * torch.eye(self.D, dtype=_F64, device=x64.device)
         else:
-            cov_t = a**2 * covs + s**2 * torch.eye(self.D, dtype=_F64, device=x64.device)
-        diff = x64[:, None, :] - a * means  # (B, K, D)
+            cov_t = alpha**2 * covs + sigma**2 * torch.eye(self.D, dtype=_F64, device=x64.device)
+        diff = x64[:, None, :] - alpha * means  # (B, K, D)
         chol = torch.linalg.cholesky(cov_t)  # (K, D, D) or (B, K, D, D); broadcasts against diff
         z = torch.linalg.solve_triangular(chol, diff[..., None], upper=False)
         prec_diff = torch.linalg.solve_triangular(chol.mT, z, upper=True)[..., 0]
         logdet = 2 * torch.log(torch.diagonal(chol, dim1=-2, dim2=-1)).sum(-1)
         log_joint = self.weights.to(x64.device).log() - 0.5 * (self.D * math.log(2 * math.pi) + logdet + (z[..., 0] ** 2).sum(-1))
-        return log_joint, prec_diff, a
+        return log_joint, prec_diff, alpha
 
     def log_prob_t(self, x: torch.Tensor, schedule: Schedule, t) -> torch.Tensor:
         """log p_t(x), shape (B,)."""
@@ -153,10 +153,10 @@ class GaussianMixture:
 
     def x0_mean_t(self, x: torch.Tensor, schedule: Schedule, t) -> torch.Tensor:
         """E[x_0 | x_t = x] = Σ_k r_k (μ_k + α Σ_k C_k⁻¹ (x − α μ_k)), shape (B, D); equals x at t = 0."""
-        log_joint, prec_diff, a = self._terms(x, schedule, t)
+        log_joint, prec_diff, alpha = self._terms(x, schedule, t)
         r = torch.softmax(log_joint, dim=1)
         covs = self.covs.to(prec_diff.device)
-        post = self.means.to(prec_diff.device) + a * torch.einsum("kij,bkj->bki", covs, prec_diff)
+        post = self.means.to(prec_diff.device) + alpha * torch.einsum("kij,bkj->bki", covs, prec_diff)
         return (r[..., None] * post).sum(1).to(x.dtype)
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:

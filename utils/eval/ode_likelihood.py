@@ -20,7 +20,7 @@ Solvers: scipy's adaptive ``"rk45"`` (Dormand–Prince) or fixed-step ``"euler"`
 
 For images on K levels, ``ode_bits_per_dim`` dequantises x + u, u ~ U(−δ, δ) per pixel, and turns the continuous
 NLL into a bound on the discrete one (``utils.eval.likelihood.dequantised_bits_per_dim``). That bound is only tight for a
-model whose density is smooth across a bin: ``dequantised_digits_ddpm`` trains the course's DDPM on x + u.
+model whose density is smooth across a bin: ``utils.training.zoo.dequantised_digits_ddpm`` trains the course's DDPM on x + u.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 
-from utils.data.levels import dequantise, from_levels, image_levels, to_levels
+from utils.data.levels import dequantise, from_levels, image_levels, to_levels  # noqa: F401 (image_levels re-exported)
 from utils.eval.likelihood import dequantised_bits_per_dim
-from utils.sde import SDE, VPSDE
+from utils.ode import solve_ivp_torch
+from utils.sde import SDE, resolve_sde
 
 DIVERGENCES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
@@ -56,16 +56,6 @@ def hutchinson_probe(shape, kind: str = "rademacher", generator: torch.Generator
     if kind == "gaussian":
         return torch.randn(tuple(shape), generator=generator, dtype=dtype)
     raise ValueError(f"probe={kind!r} is not one of {PROBES}")
-
-
-def _sde_for(model, sde: SDE | None) -> SDE:
-    if sde is not None:
-        if not isinstance(sde, SDE):
-            raise TypeError(f"sde must be a utils.sde.SDE, got {type(sde).__name__}")
-        return sde
-    if getattr(model, "schedule", None) is None:
-        raise ValueError("this score model has no VP schedule: pass sde=... (e.g. utils.sde.VESDE(...))")
-    return VPSDE(model.schedule)
 
 
 def velocity_and_divergence(model, sde: SDE, x: torch.Tensor, t, probe: torch.Tensor | None = None,
@@ -135,11 +125,11 @@ def pf_ode_log_likelihood(model, x: torch.Tensor, *, sde: SDE | None = None, div
                           y=None) -> ODELikelihood:
     """log p_{t_eps}(x) for a batch x (B, ...) under the model's probability-flow ODE.
 
-    ``model.score(x, t, y)`` gives ∇log p_t; ``sde`` defaults to the VP SDE of ``model.schedule``.
+    ``model.score(x, t, y)`` gives ∇log p_t; ``sde`` defaults to ``model.sde``.
     ``prior_log_prob(x_end)`` (B,) defaults to log N(0, prior_std² I) of the SDE. ``method="rk45"`` uses
     rtol/atol; the fixed-step methods use ``steps`` uniform steps from t_eps to t_end.
     """
-    sde = _sde_for(model, sde)
+    sde = resolve_sde(model, sde)
     if divergence not in DIVERGENCES:
         raise ValueError(f"divergence={divergence!r} is not one of {DIVERGENCES}")
     if method not in METHODS:
@@ -160,25 +150,16 @@ def pf_ode_log_likelihood(model, x: torch.Tensor, *, sde: SDE | None = None, div
         eps = eps if n_probes > 1 else eps[0]
     nfe = 0
 
-    def fun(t: float, state: torch.Tensor) -> torch.Tensor:
+    def fun(t, state: torch.Tensor) -> torch.Tensor:
         nonlocal nfe
         nfe += 1
         xt = state[:n_x].reshape(shape).to(dtype)
-        v, div = velocity_and_divergence(model, sde, xt, torch.tensor(t, dtype=dtype, device=device), eps, y)
+        v, div = velocity_and_divergence(model, sde, xt, torch.as_tensor(t, dtype=dtype, device=device), eps, y)
         return torch.cat([v.reshape(-1), div]).to(state.dtype)
 
     state0 = torch.cat([x.detach().reshape(-1), torch.zeros(B, dtype=dtype, device=device)])
     if method == "rk45":
-        from scipy.integrate import solve_ivp
-
-        def np_fun(t, flat):
-            out = fun(float(t), torch.from_numpy(flat).to(device=device, dtype=dtype))
-            return out.detach().cpu().double().numpy()
-
-        sol = solve_ivp(np_fun, (t_eps, t_end), state0.cpu().double().numpy(), method="RK45", rtol=rtol, atol=atol)
-        if not sol.success:
-            raise RuntimeError(f"the ODE solver failed: {sol.message}")
-        final = torch.from_numpy(np.asarray(sol.y[:, -1])).to(device=device, dtype=torch.float64)
+        final = solve_ivp_torch(fun, state0, t_eps, t_end, method="RK45", rtol=rtol, atol=atol, dtype=torch.float64)
     else:
         final = _fixed_step(fun, state0.double(), t_eps, t_end, int(steps), method)
     x_end = final[:n_x].reshape(shape)

@@ -59,11 +59,11 @@ def langevin(score: Callable, x: torch.Tensor, step_size, n_steps: int, *,
     if isinstance(step_size, torch.Tensor) and step_size.dim() > 0:
         if torch.any(step_size <= 0):
             raise ValueError("step_size must be positive")
-        alpha = append_dims(step_size.to(x.device, x.dtype), x)
+        step = append_dims(step_size.to(x.device, x.dtype), x)
     else:
-        alpha = _check_positive("step_size", step_size)
+        step = _check_positive("step_size", step_size)
     for k in range(n_steps):
-        x = x + 0.5 * alpha * score(x) + alpha**0.5 * _noise(x, generator)
+        x = x + 0.5 * step * score(x) + step**0.5 * _noise(x, generator)
         if callback is not None:
             callback(k, x)
     return x
@@ -114,12 +114,12 @@ def annealed_langevin(score: Callable, x: torch.Tensor, sigmas, *, eps: float = 
     """
     sigmas = check_sigmas(sigmas)
     n_steps = _check_steps("n_steps", n_steps)
-    alphas = annealed_step_sizes(sigmas, eps)
-    for i, (sigma, alpha) in enumerate(zip(sigmas.tolist(), alphas.tolist())):
+    step_sizes = annealed_step_sizes(sigmas, eps)
+    for i, (sigma, step_size) in enumerate(zip(sigmas.tolist(), step_sizes.tolist())):
         s = torch.full((x.shape[0],), sigma, dtype=x.dtype, device=x.device)
         step = lambda x_, s=s: score(x_, s)  # noqa: E731 — the score of this level only
         cb = None if callback is None else (lambda k, x_, i=i: callback(i, k, x_))
-        x = langevin(step, x, alpha, n_steps, generator=generator, callback=cb)
+        x = langevin(step, x, step_size, n_steps, generator=generator, callback=cb)
     if denoise:
         s = torch.full((x.shape[0],), sigmas[-1].item(), dtype=x.dtype, device=x.device)
         x = x + sigmas[-1].item() ** 2 * score(x, s)

@@ -141,8 +141,7 @@ def sample_guided(denoiser, labels: torch.Tensor, *, steps: int = 50, eta: float
     gen = torch.Generator().manual_seed(seed)
     x = torch.randn(labels.shape[0], *shape, generator=gen)
     ts = time_grid(steps, T=getattr(denoiser.schedule, "T", None))
-    params = list(denoiser.net.parameters()) if isinstance(denoiser.net, torch.nn.Module) else []
-    device = params[0].device if params else torch.device("cpu")
+    device = get_device()  # where the course's models live
     out = []
     for i in range(0, labels.shape[0], batch_size):  # one generator: batches continue its stream
         out.append(sample_ddim(denoiser, x[i:i + batch_size].to(device), ts.to(device), eta=eta, generator=gen,

@@ -2,7 +2,6 @@ r"""A small (optionally noise-aware) CNN classifier: (B, C, H, W) -> logits; ``f
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

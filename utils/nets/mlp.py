@@ -2,7 +2,6 @@ r"""A toy MLP denoiser for 2-D points: ``net(x, t)`` or ``net(x, t, y)`` -> a te
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F

@@ -2,7 +2,6 @@ r"""The course UNet: residual blocks, optional attention, time (and label) embed
 
 from __future__ import annotations
 
-import math
 
 import torch
 import torch.nn.functional as F
