@@ -41,11 +41,11 @@ import matplotlib.pyplot as plt
 import torch
 
 from utils import data, forward, gaussians, oracles, schedules, viz
-from utils.config import environment_report, get_device, get_profile, seed_everything
+from utils.config import environment_report, start_chapter
+from utils.eval.metrics import fd_ratio
 from utils.course_map import draw_course_map
 
-print(f"profile: {get_profile()}   device: {get_device()}")
-gen = seed_everything(0)
+profile, device, gen = start_chapter(seed=0)
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Your environment
@@ -284,6 +284,38 @@ plt.show()
 x_tr, y_tr = digits.train_x, digits.train_y
 print("images are (N, 1, H, W) in [-1, 1]:", bool(x_tr.dim() == 4 and x_tr.shape[1] == 1 and x_tr.min() >= -1 and x_tr.max() <= 1))
 print("labels are the ten digits:", sorted(y_tr.unique().tolist()) == list(range(10)))
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# ### How the course scores image samples: the FD ratio
+#
+# FID compares two image sets by the Fréchet distance between Gaussians fitted to their features in a
+# classifier (Inception, for FID). The course does the same with a small classifier trained on the digits' train
+# split (`utils.eval.metrics.feature_classifier`, trained once and cached), in its penultimate layer:
+#
+# $$\mathrm{FD} = \lVert\mu_a - \mu_b\rVert^2 + \operatorname{tr}\Sigma_a + \operatorname{tr}\Sigma_b
+#   - 2\operatorname{tr}\big(\Sigma_a^{1/2}\Sigma_b\Sigma_a^{1/2}\big)^{1/2}.$$
+#
+# Two finite samples of the *same* distribution never score 0, and their FD shrinks with the sample size n, so a
+# raw FD means little on its own. `utils.eval.metrics.fd_ratio` therefore compares n samples with the held-out
+# **test** images and divides by the **real-vs-real floor**: the FD of n **train** images to the same test images,
+# averaged over 20 draws. A ratio of 1.0 means n samples cannot be told from real digits in this feature space.
+# Compare ratios only at the same n: the floor shrinks with n, a real defect does not. The ratio is itself noisy
+# (two sample sets of one model differ by a few tenths at n = 1000), so the chapters compare methods over several
+# sample sets. Below, in this feature space: real train digits score about 1; digits of only half the classes
+# score far above; and pixel noise is nearly invisible until it is large — the score measures shapes and class
+# statistics as the classifier sees them, not pixel grain, so the chapters also *look* at their samples.
+
+# %% slideshow={"slide_type": "-"}
+n_fd = min(1000, len(digits.train_x))
+real_x = digits.train_x[torch.randperm(len(digits.train_x), generator=torch.Generator().manual_seed(1))[:n_fd]]
+candidates = {"real train digits": real_x, "digits 0-4 only": digits.train_x[digits.train_y < 5][:n_fd]}
+for noise_std in (0.2, 0.5):
+    noise = torch.randn(real_x.shape, generator=torch.Generator().manual_seed(2))
+    candidates[f"real digits + N(0, {noise_std}²) pixel noise"] = (real_x + noise_std * noise).clamp(-1, 1)
+for name, x in candidates.items():
+    score = fd_ratio(x, digits, generator=0)
+    print(f"{name:>36}: FD ratio {score['ratio']:6.2f} at n = {score['n']} "
+          f"(a real set of this n lands within ± {score['floor_std'] / score['floor']:.2f} of 1)")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 7. A first look at noising

@@ -57,15 +57,13 @@ import torch
 from utils import data, schedules, viz
 from utils.lessons import ch01_neq as neq, ch01_kernels as neq_kernels
 from utils.lessons import ch01_binomial as nb
-from utils.config import by_profile, get_device, get_profile, seed_everything
-from utils.course_map import draw_course_map
+from utils.config import by_profile, start_chapter
+from utils.course_map import show_course_map
 from utils.exercises import ch01
 from utils.eval.metrics import sliced_wasserstein, sw_floor
 from utils.training import TrainConfig, cached_train
 
-profile, device = get_profile(), get_device()
-print(f"profile: {profile}   device: {device}")
-gen = seed_everything(0)
+profile, device, gen = start_chapter(seed=0)
 
 
 def save_figure(fig, name):
@@ -74,10 +72,7 @@ def save_figure(fig, name):
         viz.save_figure(fig, name, dpi=90)
 
 # %% slideshow={"slide_type": "-"}
-fig, ax = plt.subplots(figsize=(15, 5.6))
-draw_course_map(ax)
-ax.set_title("course map — this chapter: 'Non-equilibrium thermodynamics' (01)")
-plt.show()
+show_course_map("01")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The idea: destroy structure slowly, then learn to undo it
@@ -455,7 +450,7 @@ plt.show()
 # - **learned**: the same start, with $\beta_{2..T}$ learned (`learn_betas=True`), as in the paper.
 #
 # **Loss.** $-K$ in nats per point, all $T - 1$ KL terms of every point in the batch; the network is a
-# 3-block residual MLP (width 128). Training goes through `utils.training.loop.cached_train`, so a re-run loads it.
+# 3-block residual MLP (width 128). Training goes through `utils.training.cached_train`, so a re-run loads it.
 
 # %% slideshow={"slide_type": "-"}
 x_train = data.swiss_roll(20_000, torch.Generator().manual_seed(100)).to(device)

@@ -61,8 +61,8 @@ import torch
 from utils.lessons import ch02_langevin as lg
 from utils.lessons import ch02_score_matching as sm
 from utils import viz
-from utils.config import by_profile, get_device, get_profile, seed_everything
-from utils.course_map import draw_course_map
+from utils.config import by_profile, start_chapter
+from utils.course_map import show_course_map
 from utils.data import analytic_mixture, image_data, load_digits, two_mode_mixture
 from utils.exercises import ch02
 from utils.eval.metrics import fd_ratio, feature_classifier, frechet_distance, sliced_wasserstein, sw_floor
@@ -70,14 +70,10 @@ from utils.data.mixture import GaussianMixture
 from utils.nets import MLP, UNet
 from utils.training import TrainConfig, cached_train
 
-profile, device = get_profile(), get_device()
-print(f"profile: {profile}   device: {device}")
-gen = seed_everything(0)
+profile, device, gen = start_chapter(seed=0)
 
 # %% slideshow={"slide_type": "-"}
-fig, ax = plt.subplots(figsize=(13, 4.8))
-draw_course_map(ax)
-plt.show()
+show_course_map("02")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. The score

@@ -60,8 +60,8 @@ from utils.eval import metrics
 from utils.training import zoo
 from utils.lessons import ch03_learned_variance as LV
 from utils.eval import likelihood as L
-from utils.config import by_profile, get_device, get_profile, seed_everything
-from utils.course_map import draw_course_map
+from utils.config import by_profile, start_chapter
+from utils.course_map import show_course_map
 from utils.data import analytic_mixture, image_data, toy
 from utils.denoiser import Denoiser
 from utils.exercises import ch03
@@ -71,15 +71,10 @@ from utils.oracles import mixture_denoiser
 from utils.tensors import append_dims
 from utils.training import diffusion_loss
 
-profile, device = get_profile(), get_device()
-print(f"profile: {profile}   device: {device}")
-gen = seed_everything(0)
+profile, device, gen = start_chapter(seed=0)
 
 # %% slideshow={"slide_type": "-"}
-fig, ax = plt.subplots(figsize=(15, 5.6))
-draw_course_map(ax)
-ax.set_title("course map — this chapter: 'DDPM' (03)")
-plt.show()
+show_course_map("03")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Sizes in this profile.** Everything below is sized by `by_profile`: the `smoke` profile only checks that
@@ -404,10 +399,10 @@ torch.testing.assert_close(ours, library)
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
-print("Algorithm 1 written inline = utils.training.loop.diffusion_loss (same draws): True")
+print("Algorithm 1 written inline = utils.training.diffusion_loss (same draws): True")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Training on 2-D points.** `utils.training.zoo.toy_ddpm` runs Algorithm 1 through `utils.training.loop.cached_train` (AdamW,
+# **Training on 2-D points.** `utils.training.zoo.toy_ddpm` runs Algorithm 1 through `utils.training.cached_train` (AdamW,
 # EMA of the weights, a progress bar), on the Swiss roll of chapter 01, with DDPM's schedule ($T = 1000$).
 # It trains once and is loaded afterwards.
 
@@ -496,7 +491,7 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Samples and their quality.** The score is the Fréchet distance in the feature space of a small
-# classifier, as a ratio to the real-vs-real floor (COURSE.md section 9; 1.0 = indistinguishable). Samples use
+# classifier, as a ratio to the real-vs-real floor (defined in chapter 00, section 6, and `utils.eval.metrics`; 1.0 = indistinguishable). Samples use
 # `SAMPLE_STEPS` ancestral steps respaced over the 1000 training steps (section 11 explains respacing).
 # The ratio of one set of 1000 samples is noisy for models this small (two sets of the same model can differ
 # by ±1), so every model gets two independent sample sets: both values are printed, and their mean is used.
@@ -982,7 +977,7 @@ ch03.check_eps_conversions(my_eps_conversions)
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Exercise 4 — one training step by hand.** Given a network, clean images `x0` (B, C, H, W), steps `n` (B,), noise
 # `eps` and the table `alpha_bars` (T + 1,), return $L_\text{simple}$: the mean over batch and pixels of
-# $(\varepsilon - \varepsilon_\theta(x_n, n/T))^2$. The checker replays the draws of `utils.training.loop.diffusion_loss`.
+# $(\varepsilon - \varepsilon_\theta(x_n, n/T))^2$. The checker replays the draws of `utils.training.diffusion_loss`.
 
 # %% slideshow={"slide_type": "-"}
 def my_training_loss(net, x0, n, eps, alpha_bars):

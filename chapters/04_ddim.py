@@ -52,8 +52,8 @@ from tqdm.auto import tqdm
 
 from utils import samplers, viz
 from utils.lessons import ch04_ddim as ddim
-from utils.config import by_profile, get_device, get_profile, seed_everything
-from utils.course_map import draw_course_map
+from utils.config import by_profile, start_chapter
+from utils.course_map import show_course_map
 from utils.data import image_data
 from utils.exercises import ch04
 from utils.forward import posterior_coefs, q_sample, q_step
@@ -64,21 +64,17 @@ from utils.schedules import vp_linear
 from utils.sde import VPSDE
 from utils.training.zoo import digits_ddpm, make_schedule
 
-profile, device = get_profile(), get_device()
-print(f"profile: {profile}   device: {device}")
-gen = seed_everything(0)
+profile, device, gen = start_chapter(seed=0)
 
 # %% slideshow={"slide_type": "-"}
-fig, ax = plt.subplots(figsize=(13, 4.8))
-draw_course_map(ax)
-plt.show()
+show_course_map("04")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 0. The model: chapter 03's DDPM, unchanged
 #
 # DDIM needs no training of its own: that is its point. We load chapter 03's ε-predicting UNet on the digits
 # (DDPM's linear β schedule, T = 1000 steps, L_simple). `utils.training.zoo.digits_ddpm` trains it through
-# `utils.training.loop.cached_train` the first time (a few minutes on a laptop CPU; the cell below prints how long it took)
+# `utils.training.cached_train` the first time (a few minutes on a laptop CPU; the cell below prints how long it took)
 # and loads it afterwards. We ask
 # for the raw network, `clip_x0=None`: DDIM's Eq. 12 does not clip x̂_0, and clipping would break the
 # invertibility used in section 8.

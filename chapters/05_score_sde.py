@@ -66,26 +66,21 @@ from utils.denoiser import CountingModel
 from utils.lessons import ch05_sde as sv
 from utils import viz
 from utils.training import zoo
-from utils.config import by_profile, get_device, get_profile, seed_everything
-from utils.course_map import draw_course_map
+from utils.config import by_profile, start_chapter
+from utils.course_map import show_course_map
 from utils.data import analytic_mixture, image_data
 from utils.exercises import ch05
 from utils.data.levels import dequantise, image_levels
 from utils.eval.likelihood import (fixed_variance, independent_pixel_bits_per_dim, uniform_bits_per_dim,
                               variational_bound)
 from utils.eval.metrics import fd_ratio, sliced_wasserstein, sw_floor
-from utils.oracles import mixture_denoiser
 from utils.schedules import vp_linear
 from utils.sde import VPSDE
 
-profile, device = get_profile(), get_device()
-print(f"profile: {profile}   device: {device}")
-gen = seed_everything(0)
+profile, device, gen = start_chapter(seed=0)
 
 # %% slideshow={"slide_type": "-"}
-fig, ax = plt.subplots(figsize=(13, 4.8))
-draw_course_map(ax)
-plt.show()
+show_course_map("05")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Diffusion in continuous time
@@ -473,7 +468,7 @@ print("PF-ODE (Heun, 100 steps) with the exact score reproduces the mixture (SW 
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
-oracle = mixture_denoiser(mix, sch)  # the exact x̂₀ of the mixture as a Denoiser: DDIM runs on it
+oracle = exact_vp  # the same exact object: it has the model protocol (ε̂, x̂₀ by Tweedie), so DDIM runs on it
 x_few = x_T2[:50]
 ref = sv.solve_pf_ode(exact_vp, x_few, sde=vp)
 ddim_err = [float((samplers.sample_ddim(oracle, x_few, samplers.time_grid(n).double()) - ref).norm(dim=1).mean())

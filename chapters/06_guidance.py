@@ -57,8 +57,8 @@ import torch
 
 from utils.lessons import ch06_guidance as gt
 from utils import samplers, viz
-from utils.config import by_profile, get_device, get_profile, seed_everything
-from utils.course_map import draw_course_map
+from utils.config import by_profile, start_chapter
+from utils.course_map import show_course_map
 from utils.data import analytic_mixture, image_data
 from utils.exercises import ch06
 from utils.forward import posterior_coefs
@@ -68,14 +68,10 @@ from utils.schedules import cosine
 from utils.training import diffusion_loss_fn
 from utils.training.zoo import digits_ddpm
 
-profile, device = get_profile(), get_device()
-print(f"profile: {profile}   device: {device}")
-gen = seed_everything(0)
+profile, device, gen = start_chapter(seed=0)
 
 # %% slideshow={"slide_type": "-"}
-fig, ax = plt.subplots(figsize=(13, 4.8))
-draw_course_map(ax)
-plt.show()
+show_course_map("06")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 1. Conditional diffusion is Bayes' rule for scores
@@ -405,7 +401,7 @@ print("diffusers' ε_∅ + g (ε_y − ε_∅) with g = 1 + w equals (1 + w) ε_
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Training (CFG paper, Algorithm 1)**, one loss evaluation written out: draw t = n/T, noise x_0, drop each label to
-# ∅ with probability p_uncond, regress ε. The library's `diffusion_loss(..., p_uncond=...)` draws the same random
+# ∅ with probability p_uncond, regress ε. The library's `diffusion_loss_fn(..., p_uncond=...)` (with `drop_labels`) draws the same random
 # numbers in the same order, so with the same generator the two losses agree exactly. **Sampling (Algorithm 2)**:
 # an ancestral step with ε̃ in place of ε̂.
 
@@ -463,7 +459,7 @@ T = den_c1.schedule.T
 ours = cfg_training_loss(den_c1.net, den_c1.schedule, x0b, yb, 0.1, T, torch.Generator().manual_seed(7))
 library = diffusion_loss_fn(den_c1.schedule, T=T, p_uncond=0.1)(den_c1.net, x0b, yb, torch.Generator().manual_seed(7))
 torch.testing.assert_close(ours, library)
-print("Algorithm 1 (training loss) written out = diffusion_loss(..., p_uncond=0.1):", True)
+print("Algorithm 1 (training loss) written out = diffusion_loss_fn(..., p_uncond=0.1):", True)
 x_s = torch.randn(8, 2, generator=torch.Generator().manual_seed(8), dtype=torch.float64)
 y_s = torch.tensor([0, 1] * 4)
 torch.testing.assert_close(cfg_ancestral_sampler(den_mix, 2.0, x_s, ts, y_s, torch.Generator().manual_seed(9)),
@@ -525,7 +521,7 @@ print("mean cosine(implicit, explicit classifier gradient):",
 # balanced batch of labels, the same noise for every setting, so the settings differ only in the guidance).
 # Each row reports the label accuracy and mean confidence of the course's feature classifier on the samples,
 # their FD ratio (Fréchet distance to the test digits in the feature classifier's space, divided by the
-# real-vs-real floor *at the same n*; COURSE.md section 9), and the within-class spread (mean distance between two
+# real-vs-real floor *at the same n*; defined in chapter 00, section 6, and `utils.eval.metrics`), and the within-class spread (mean distance between two
 # samples of the same class, relative to real training digits: below 1 = less diverse than the data).
 
 # %% slideshow={"slide_type": "-"}

@@ -61,3 +61,25 @@ def test_cache_dir_env(tmp_path, monkeypatch):
 def test_environment_report_has_the_basics():
     rep = config.environment_report()
     assert {"python", "torch", "device", "profile"} <= set(rep)
+
+
+def test_start_chapter_prints_profile_and_device_and_seeds(capsys, monkeypatch):
+    monkeypatch.setenv("COURSE_PROFILE", "smoke")
+    profile, device, gen = config.start_chapter(seed=3)
+    assert capsys.readouterr().out.strip() == f"profile: smoke   device: {device}"
+    assert profile == "smoke" and torch.equal(torch.randn(3, generator=gen), torch.randn(3, generator=torch.Generator().manual_seed(3)))
+    assert torch.equal(torch.rand(2), (torch.manual_seed(3), torch.rand(2))[1])  # the global RNG was seeded with 3 too
+
+
+def test_show_course_map_names_the_chapter_and_rejects_an_unknown_one(monkeypatch):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from utils.course_map import show_course_map
+
+    titles = []
+    monkeypatch.setattr(plt, "show", lambda: titles.append(plt.gca().get_title()))
+    show_course_map("06")
+    assert titles == ["course map — this chapter (06): 'Classifier guidance', 'Classifier-free guidance'"]
+    with pytest.raises(ValueError, match="no node"):
+        show_course_map("42")

@@ -51,7 +51,7 @@ def test_chapter_anatomy(path):
     assert any("source_hidden" in json.dumps(c.get("metadata", {})) for c in nb["cells"]), "solutions are collapsed"
     assert any("slideshow" in c.get("metadata", {}) for c in nb["cells"]), "slide metadata for presenting"
     first = "".join(code[0]["source"])
-    assert "seed_everything" in first and "get_profile" in first, "first code cell prints profile/device and seeds"
+    assert "start_chapter(" in first, "first code cell prints profile/device and seeds (utils.config.start_chapter)"
     pngs = sum("image/png" in o.get("data", {}) for c in code for o in c.get("outputs", []))
     assert pngs >= 3, "stored figures for readers on GitHub"
     assert path.stat().st_size < 3 * 2**20, "keep a chapter under 3 MiB"

@@ -70,6 +70,13 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def start_chapter(seed: int = 0) -> tuple[str, torch.device, torch.Generator]:
+    """Every chapter's first cell: print the profile and device, seed everything; returns (profile, device, gen)."""
+    profile, device = get_profile(), get_device()
+    print(f"profile: {profile}   device: {device}")
+    return profile, device, seed_everything(seed)
+
+
 def cache_dir() -> Path:
     """Folder for cached checkpoints and downloads: ``COURSE_CACHE_DIR`` or ``<repo>/.cache``."""
     path = Path(os.environ.get("COURSE_CACHE_DIR", REPO_ROOT / ".cache")).expanduser()

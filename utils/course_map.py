@@ -92,3 +92,14 @@ def draw_course_map(ax=None, width: float = 1.5, height: float = 0.8):
     ax.axis("off")
     ax.set_title("Diffusion models, from first principles — how the papers (and chapters) connect", fontsize=11)
     return ax
+
+
+def show_course_map(chapter: str, figsize=(15, 5.6)) -> None:
+    """Show the course map with a title naming ``chapter``'s nodes (e.g. "03"), through ``plt.show()``."""
+    titles = [n.title.replace("\n", " ") for n in NODES if n.chapter == chapter]
+    if not titles:
+        raise ValueError(f"chapter={chapter!r} has no node on the course map")
+    fig, ax = plt.subplots(figsize=figsize)
+    draw_course_map(ax)
+    ax.set_title(f"course map — this chapter ({chapter}): " + ", ".join(f"'{t}'" for t in titles))
+    plt.show()

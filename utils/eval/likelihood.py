@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from utils.data.levels import check_levels as _check_levels, dequantise, from_levels, to_levels  # noqa: F401 (re-exported)
-from utils.denoiser import Denoiser
+from utils.denoiser import Denoiser, x0_from_eps
 from utils.forward import posterior, q_sample
 from utils.gaussians import kl_normal, sum_features
 from utils.schedules import DiscreteSchedule
@@ -36,9 +36,14 @@ from utils.training.losses import elbo_weighting, elbo_weights  # noqa: F401 (re
 VARIANCES = ("posterior", "beta")
 
 
+def to_bits(nats):
+    """Nats → bits: nats / ln 2."""
+    return nats / math.log(2.0)
+
+
 def bits_per_dim(nats, dims: int):
     """Convert nats per sample into bits per dimension: nats / (D ln 2)."""
-    return nats / (dims * math.log(2.0))
+    return to_bits(nats) / dims
 
 
 # --- the discretised decoder L_0 -------------------------------------------------------------------
@@ -123,10 +128,10 @@ def vlb_term(schedule: DiscreteSchedule, x0: torch.Tensor, x_t: torch.Tensor, n,
     T = schedule.T
     n = _steps(n, T, x0.device).expand(x0.shape[0]) if torch.as_tensor(n).dim() == 0 else _steps(n, T, x0.device)
     x0, x_t, eps_hat = x0.double(), x_t.double(), eps_hat.double()
-    t, s = n.double() / T, (n - 1).double() / T
-    x0_hat = (x_t - append_dims(schedule.sigma(t), x_t) * eps_hat) / append_dims(schedule.alpha(t), x_t)
-    mean_p, _ = posterior(schedule, x_t, x0_hat, s, t)
-    mean_q, var_q = posterior(schedule, x_t, x0, s, t)
+    t, t_prev = n.double() / T, (n - 1).double() / T
+    x0_hat = x0_from_eps(x_t, eps_hat, append_dims(schedule.alpha(t), x_t), append_dims(schedule.sigma(t), x_t))
+    mean_p, _ = posterior(schedule, x_t, x0_hat, t_prev, t)
+    mean_q, var_q = posterior(schedule, x_t, x0, t_prev, t)
     log_var = torch.as_tensor(log_var, device=x0.device).double()
     log_var = append_dims(log_var, x0) if log_var.dim() == 1 else log_var
     first = append_dims(n == 1, x0)

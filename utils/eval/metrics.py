@@ -14,8 +14,20 @@ distance between the Gaussians (the FID recipe, here with a small classifier ins
 
     FD = |μ_a − μ_b|² + tr Σ_a + tr Σ_b − 2 tr (Σ_a^{1/2} Σ_b Σ_a^{1/2})^{1/2}.
 
-A finite sample never scores 0 against another finite sample, even from the same distribution, so
-``fd_ratio`` divides by the **real-vs-real floor at the same sample size**: 1.0 = indistinguishable.
+**The FD ratio** (``fd_ratio``), the course's one score for image samples:
+
+- features: the penultimate layer (``Classifier.features``) of ``feature_classifier``, a small CNN trained with
+  cross-entropy on the profile's **train** split (cached like every course model);
+- ``fd``: the FD between n samples and the whole held-out **test** split (seen by neither the classifier nor a
+  diffusion model trained on the train split);
+- ``floor``: the FD between n **train** images and the same test split, averaged over 20 random subsets — what a
+  perfect model of the training data would score. A finite sample never scores 0 against another, and the FD of
+  two sets from one distribution shrinks roughly like 1/n, so only a ratio at the **same n** is meaningful;
+- ``ratio`` = fd / floor: 1.0 means n samples cannot be told from real data in this feature space.
+
+The ratio is noisy: two sample sets of one digits model differ by 0.2–0.4 at n = 1000, so methods are compared over
+k ≥ 3 paired sample sets, never on one. The features see shapes and class statistics, not pixel grain: N(0, 0.2²)
+pixel noise on real digits barely moves the ratio (chapter 00, section 6, shows it).
 """
 
 from __future__ import annotations

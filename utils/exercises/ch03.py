@@ -84,4 +84,4 @@ def check_training_step(fn) -> None:
     got = fn(model, x0, n, eps, sch.alpha_bars.float())
     _close(got, want, "L_simple", "Call the network at t = n/T (a float in (0, 1]) and average the squared error "
            "over the batch and the pixels.", rtol=1e-5)
-    print("one training step by hand: equals utils.training.loop.diffusion_loss with the same draws")
+    print("one training step by hand: equals utils.training.diffusion_loss with the same draws")

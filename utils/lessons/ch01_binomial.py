@@ -131,7 +131,7 @@ def bound_terms(model: ReverseBinomial, x0: torch.Tensor, steps: int | None = No
 
 
 def neg_bound_loss(model: ReverseBinomial, x0: torch.Tensor, y=None, generator=None, steps: int = 8) -> torch.Tensor:
-    """−K per sequence (nats), estimated from ``steps`` random steps per sequence: a ``loss_fn`` for utils.training.loop."""
+    """−K per sequence (nats), estimated from ``steps`` random steps per sequence: a ``loss_fn`` for ``utils.training.train``."""
     return -bound_terms(model, x0, steps=steps, generator=generator)["K"].mean()
 
 

@@ -22,16 +22,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from utils import forward
+from utils.eval.likelihood import to_bits  # noqa: F401 (the chapter's neq.to_bits)
 from utils.gaussians import kl_normal, sum_features
+from utils.schedules import from_betas
 from utils.nets import TimeEmbedding
-
-LOG2 = math.log(2.0)
-
-
-def to_bits(nats):
-    """Nats → bits."""
-    return nats / LOG2
-
 
 def _check_betas(betas) -> torch.Tensor:
     betas = torch.as_tensor(betas)
@@ -43,9 +38,9 @@ def _check_betas(betas) -> torch.Tensor:
 
 
 def alpha_bars(betas: torch.Tensor) -> torch.Tensor:
-    """ᾱ_n = ∏_{i≤n}(1 − β_i) for n = 0..T: (T,) → (T + 1,), with ᾱ_0 = 1. Differentiable in ``betas``."""
-    betas = _check_betas(betas)
-    return torch.cat([betas.new_ones(1), torch.cumprod(1 - betas, 0)])
+    """ᾱ_n = ∏_{i≤n}(1 − β_i) for n = 0..T: (T,) → (T + 1,), with ᾱ_0 = 1 (``utils.schedules.from_betas``), in
+    the dtype of ``betas`` and differentiable in them."""
+    return from_betas(_check_betas(betas)).alpha_bars.to(betas.dtype)
 
 
 def sigmoid_betas(T: int = 40, beta_1: float = 1e-4, beta_T: float = 0.5, sharpness: float = 6.0) -> torch.Tensor:
@@ -64,18 +59,15 @@ def sigmoid_betas(T: int = 40, beta_1: float = 1e-4, beta_T: float = 0.5, sharpn
 
 
 def posterior(betas: torch.Tensor, n: torch.Tensor, x_n: torch.Tensor, x0: torch.Tensor):
-    r"""q(x_{n−1} | x_n, x_0): mean (B, D) and variance β̃_n (B,), for steps ``n`` (B,) in 1..T.
+    r"""q(x_{n−1} | x_n, x_0): mean (B, D) and variance β̃_n (B,), for steps ``n`` (B,) in 1..T — the library's
+    ``utils.forward.posterior`` on the schedule of ``betas`` (differentiable in them), with t = n/T:
 
     c_x0 = √ᾱ_{n−1} β_n / (1 − ᾱ_n),  c_xt = √(1 − β_n)(1 − ᾱ_{n−1}) / (1 − ᾱ_n),
     β̃_n = β_n (1 − ᾱ_{n−1}) / (1 − ᾱ_n).
     """
-    ab = alpha_bars(betas).to(x_n.dtype)
-    n = torch.as_tensor(n, device=x_n.device).long()
-    beta, ab_prev, ab_n = betas.to(x_n.dtype)[n - 1], ab[n - 1], ab[n]
-    c_x0 = ab_prev.sqrt() * beta / (1 - ab_n)
-    c_xt = (1 - beta).sqrt() * (1 - ab_prev) / (1 - ab_n)
-    var = beta * (1 - ab_prev) / (1 - ab_n)
-    return c_x0[:, None] * x0 + c_xt[:, None] * x_n, var
+    T = _check_betas(betas).numel()
+    n = torch.as_tensor(n, device=x_n.device).to(x_n.dtype)
+    return forward.posterior(from_betas(betas), x_n, x0, (n - 1) / T, n / T)
 
 
 def entropy_bounds(betas: torch.Tensor, dim: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
@@ -180,7 +172,7 @@ def bound_terms(model: ReverseGaussian, x0: torch.Tensor, generator: torch.Gener
 
 
 def neg_bound_loss(model: ReverseGaussian, x0: torch.Tensor, y=None, generator=None) -> torch.Tensor:
-    """−K averaged over the batch (nats per point): the training loss, as ``loss_fn`` for utils.training.loop."""
+    """−K averaged over the batch (nats per point): the training loss, as ``loss_fn`` for ``utils.training.train``."""
     return -bound_terms(model, x0, generator)["K"].mean()
 
 

@@ -110,7 +110,7 @@ def ncsn_loss(score: Callable, x: torch.Tensor, sigmas, *, generator: torch.Gene
 
 
 def ncsn_loss_fn(sigmas, **options) -> Callable:
-    """``loss_fn(model, x, y, generator)`` for ``utils.training.loop.train``, calling ``ncsn_loss``."""
+    """``loss_fn(model, x, y, generator)`` for ``utils.training.train``, calling ``ncsn_loss``."""
     def loss_fn(model, x, y, generator):
         return ncsn_loss(model, x, sigmas, generator=generator, **options)
     return loss_fn

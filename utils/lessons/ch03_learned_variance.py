@@ -47,7 +47,7 @@ def hybrid_loss(net: LearnedVarianceUNet, schedule: DiscreteSchedule, x0: torch.
 
 
 def hybrid_loss_fn(schedule: DiscreteSchedule, **options):
-    """``loss_fn(model, x, y, generator)`` for ``utils.training.loop.train``."""
+    """``loss_fn(model, x, y, generator)`` for ``utils.training.train``."""
     def loss_fn(model, x, y, generator):
         return hybrid_loss(model, schedule, x, y=y, generator=generator, **options)
     return loss_fn

@@ -74,3 +74,11 @@ class LabelEmbedding(nn.Module):
 def _no_labels(y, name: str) -> None:
     if y is not None:
         raise ValueError(f"{name} was built without num_classes, so it takes no labels y")
+
+
+def with_label(emb: torch.Tensor, label_embed: "LabelEmbedding | None", y, name: str) -> torch.Tensor:
+    """The time embedding ``emb`` (B, E) plus the label's, for a conditional net; an unconditional one refuses y."""
+    if label_embed is None:
+        _no_labels(y, name)
+        return emb
+    return emb + label_embed(y, emb.shape[0], emb.device)

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.nets.embedding import LabelEmbedding, TimeEmbedding, _no_labels
+from utils.nets.embedding import LabelEmbedding, TimeEmbedding, with_label
 
 
 class MLP(nn.Module):
@@ -37,12 +37,7 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
         if x.dim() != 2 or x.shape[1] != self.dim:
             raise ValueError(f"x must have shape (B, {self.dim}), got {tuple(x.shape)}")
-        emb = self.time_embed(t)
-        if self.label_embed is not None:
-            emb = emb + self.label_embed(y, x.shape[0], x.device)
-        else:
-            _no_labels(y, "this MLP")
-        emb = F.silu(emb)
+        emb = F.silu(with_label(self.time_embed(t), self.label_embed, y, "this MLP"))
         h = self.inp(x)
         for block, cond in zip(self.blocks, self.cond):
             h = h + block(F.silu(h)) + cond(emb)  # (B, hidden)

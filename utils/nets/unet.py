@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from utils.nets.embedding import LabelEmbedding, TimeEmbedding, _no_labels
+from utils.nets.embedding import LabelEmbedding, TimeEmbedding, with_label
 
 
 def _groups(channels: int) -> int:
@@ -145,12 +145,7 @@ class UNet(nn.Module):
         if self.image_size is not None and (H, W) != (self.image_size, self.image_size):
             raise ValueError(f"this UNet was built for {self.image_size}x{self.image_size} images, got {H}x{W}")
         self._check_size(H, W, "image size")
-        emb = self.time_embed(t)
-        if self.label_embed is not None:
-            emb = emb + self.label_embed(y, x.shape[0], x.device)
-        else:
-            _no_labels(y, "this UNet")
-        emb = F.silu(emb)
+        emb = F.silu(with_label(self.time_embed(t), self.label_embed, y, "this UNet"))
 
         h = self.conv_in(x)
         hs = [h]
