@@ -61,3 +61,13 @@ def test_ci_runs_the_readme_test_command():
     ci = (ROOT / ".ci" / "run").read_text()
     readme = (ROOT / "README.md").read_text()
     assert "make test" in ci and "make test" in readme and "make lab" in readme
+
+
+def test_every_utils_folder_is_a_package_the_build_includes():
+    """A non-editable install must carry the layers too: each folder has __init__.py and setuptools finds it."""
+    from setuptools import find_packages
+
+    folders = {p.parent for p in (ROOT / "utils").rglob("*.py") if "__pycache__" not in p.parts}
+    assert all((f / "__init__.py").exists() for f in folders), sorted(str(f) for f in folders)
+    found = set(find_packages(str(ROOT), include=_pyproject()["tool"]["setuptools"]["packages"]["find"]["include"]))
+    assert found == {".".join(f.relative_to(ROOT).parts) for f in folders}

@@ -84,3 +84,15 @@ def test_bad_betas(bad):
 def test_bad_T(T):
     with pytest.raises(ValueError, match="T must be"):
         schedules.ddpm_linear(T)
+
+
+def test_beta_tildes_are_the_posterior_variances():
+    """β̃_n equals the posterior variance of utils.forward for n ≥ 2 (and β̃_1 := β̃_2); β_n itself does not."""
+    from utils.forward import posterior_coefs
+
+    sch = schedules.ddpm_linear(100)
+    n = torch.arange(2, 101, dtype=torch.float64)
+    var = posterior_coefs(sch, (n - 1) / 100, n / 100)[2]
+    torch.testing.assert_close(sch.beta_tildes[1:], var)
+    assert sch.beta_tildes[0] == sch.beta_tildes[1]
+    assert not torch.allclose(sch.betas[1:], var, rtol=1e-2)

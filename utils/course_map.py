@@ -49,6 +49,49 @@ _COLOURS = {"00": "#e8e8e8", "01": "#fde0c5", "02": "#d9ead3", "03": "#cfe2f3", 
             "05": "#fff2cc", "06": "#f4cccc", "later": "#ffffff"}
 
 
+# The package's layers, bottom first: (layer, what lives there, the layers it may import). tests/test_layers.py
+# checks every import of utils against this table; ``draw_package_layers`` draws it.
+PACKAGE_LAYERS = (
+    ("core", "tensors  gaussians  schedules  forward  denoiser\nsde  samplers  guidance  oracles  ode", ()),
+    ("config", "config: profile, device, seeds, cache", ()),
+    ("nets", "nets/: embeddings, MLP, UNet, classifier", ("core", "config")),
+    ("data", "data/: toys, mixture, digits, MNIST, levels", ("core", "config")),
+    ("training", "training/: losses, loop, checkpoints, cache, zoo", ("core", "config", "nets", "data")),
+    ("eval", "eval/: metrics, likelihood, ode_likelihood", ("core", "config", "nets", "data", "training")),
+    ("shared", "viz  course_map", ("core", "config", "nets", "data", "training", "eval")),
+    ("lessons", "lessons/: ch01_neq ... ch06_guidance", ("core", "config", "nets", "data", "training", "eval", "shared",
+                                                     "exercises")),
+    ("exercises", "exercises/: ch00 ... ch06 checkers", ("core", "config", "nets", "data", "training", "eval", "shared",
+                                                        "lessons")),
+)
+
+
+def draw_package_layers(ax=None):
+    """Draw ``PACKAGE_LAYERS`` as stacked boxes, the core at the bottom; returns the axes."""
+    if ax is None:
+        _, ax = plt.subplots(figsize=(11, 5.2))
+    rows = (("core",), ("config",), ("nets", "data"), ("training",), ("eval", "shared"), ("lessons", "exercises"))
+    text = {name: what for name, what, _ in PACKAGE_LAYERS}
+    colours = {"core": "#cfe2f3", "config": "#eeeeee", "nets": "#d9ead3", "data": "#d9ead3", "training": "#fff2cc",
+               "eval": "#fde0c5", "shared": "#eeeeee", "lessons": "#f4cccc", "exercises": "#f4cccc"}
+    for i, row in enumerate(rows):
+        width = 10.0 / len(row)
+        for j, name in enumerate(row):
+            x, y = j * width, i * 1.1
+            ax.add_patch(FancyBboxPatch((x + 0.08, y), width - 0.16, 0.9, boxstyle="round,pad=0.02,rounding_size=0.08",
+                                        fc=colours[name], ec="#333333", lw=1.0))
+            two_lines = "\n" in text[name]
+            ax.text(x + width / 2, y + (0.74 if two_lines else 0.62), name, ha="center", va="center", fontsize=10,
+                    weight="bold")
+            ax.text(x + width / 2, y + (0.34 if two_lines else 0.3), text[name], ha="center", va="center", fontsize=8,
+                    family="monospace")
+    ax.set_xlim(0, 10)
+    ax.set_ylim(-0.1, len(rows) * 1.1)
+    ax.axis("off")
+    ax.set_title("utils, by layers: each imports only the layers below it (chapters import anything)", fontsize=11)
+    return ax
+
+
 def check_map() -> None:
     """Every edge joins known nodes, and every edge points forward or sideways in time (left to right)."""
     nodes = {n.key: n for n in NODES}

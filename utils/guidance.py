@@ -22,6 +22,12 @@ from utils.denoiser import PredictionModel, marginal_coefs, x0_from_eps
 from utils.tensors import time_batch
 
 
+def with_x0(model, x: torch.Tensor, t, eps: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ε̃, x̂_0 of ε̃) on the model's marginal: a guided ε̃ and the x̂_0 that goes with it."""
+    alpha, sigma = marginal_coefs(model, t, x)
+    return eps, x0_from_eps(x, eps, alpha, sigma)
+
+
 class ClassifierFree(PredictionModel):
     """Classifier-free guidance of a conditional ``denoiser`` (its net takes labels, with a null label)."""
 
@@ -37,9 +43,7 @@ class ClassifierFree(PredictionModel):
         if self.w == 0:
             return eps_c, x0_c
         eps_u, _ = self.denoiser.predict_raw(x, t, None)  # y=None: the network's null label ∅
-        eps = (1 + self.w) * eps_c - self.w * eps_u
-        a, s = marginal_coefs(self, t, x)
-        return eps, x0_from_eps(x, eps, a, s)
+        return with_x0(self, x, t, (1 + self.w) * eps_c - self.w * eps_u)
 
     def __repr__(self) -> str:
         return f"ClassifierFree(w={self.w}, {self.denoiser!r})"
@@ -71,9 +75,8 @@ class ClassifierGuided(PredictionModel):
         eps, x0 = self.denoiser.predict_raw(x, t, None)
         if self.scale == 0:
             return eps, x0
-        a, s = marginal_coefs(self, time_batch(t, x), x)
-        eps = eps - self.scale * s * self.log_prob_grad(x, t, y)
-        return eps, x0_from_eps(x, eps, a, s)
+        sigma = marginal_coefs(self, time_batch(t, x), x)[1]
+        return with_x0(self, x, t, eps - self.scale * sigma * self.log_prob_grad(x, t, y))
 
     def __repr__(self) -> str:
         return f"ClassifierGuided(scale={self.scale}, {self.denoiser!r})"

@@ -112,6 +112,14 @@ class DiscreteSchedule(Schedule):
         self._log_ab = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(torch.log1p(-betas), 0)])
         self.alpha_bars = self._log_ab.exp()
 
+    @property
+    def beta_tildes(self) -> torch.Tensor:
+        """β̃_n = β_n (1 − ᾱ_{n−1}) / (1 − ᾱ_n) (T,), the posterior variance of DDPM's Eq. 7, with β̃_1 = 0
+        replaced by β̃_2 as in DDPM's code (β_1 when T = 1)."""
+        ab = self.alpha_bars
+        beta_tilde = self.betas * (1 - ab[:-1]) / (1 - ab[1:])
+        return torch.cat([beta_tilde[1:2] if self.T > 1 else self.betas[:1], beta_tilde[1:]])
+
     def log_alpha_bar(self, t: torch.Tensor) -> torch.Tensor:
         t = _as_tensor(t)
         table = self._log_ab.to(t.device)

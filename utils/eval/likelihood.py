@@ -87,13 +87,7 @@ def log_beta_and_beta_tilde(schedule: DiscreteSchedule, n) -> tuple[torch.Tensor
         raise TypeError(f"schedule must be a DiscreteSchedule (DDPM steps), got {type(schedule).__name__}")
     T = schedule.T
     n = _steps(n, T).cpu()
-    betas, ab = schedule.betas, schedule.alpha_bars  # (T,), (T+1,)
-    beta_tilde = betas * (1 - ab[:-1]) / (1 - ab[1:])  # β̃_n = β_n (1 − ᾱ_{n−1}) / (1 − ᾱ_n), β̃_1 = 0
-    if T > 1:
-        beta_tilde[0] = beta_tilde[1]
-    else:
-        beta_tilde[0] = betas[0]
-    return betas.log()[n - 1], beta_tilde.log()[n - 1]
+    return schedule.betas.log()[n - 1], schedule.beta_tildes.log()[n - 1]
 
 
 def reverse_log_variance(schedule: DiscreteSchedule, n, kind: str = "posterior") -> torch.Tensor:
@@ -101,7 +95,7 @@ def reverse_log_variance(schedule: DiscreteSchedule, n, kind: str = "posterior")
     if kind not in VARIANCES:
         raise ValueError(f"kind={kind!r} is not one of {VARIANCES}")
     log_beta, log_beta_tilde = log_beta_and_beta_tilde(schedule, n)
-    return log_beta if kind == "beta" else log_beta_tilde
+    return {"beta": log_beta, "posterior": log_beta_tilde}[kind]
 
 
 def interpolated_log_variance(schedule: DiscreteSchedule, n, v: torch.Tensor) -> torch.Tensor:

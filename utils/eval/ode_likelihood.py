@@ -37,7 +37,8 @@ from utils.ode import solve_ivp_torch
 from utils.sde import SDE, resolve_sde
 
 DIVERGENCES = ("exact", "hutchinson")
-PROBES = ("rademacher", "gaussian")
+PROBES = {"rademacher": lambda shape, generator, dtype: torch.randint(0, 2, shape, generator=generator).to(dtype) * 2 - 1,
+          "gaussian": lambda shape, generator, dtype: torch.randn(shape, generator=generator, dtype=dtype)}
 METHODS = ("rk45", "euler", "heun", "rk4")
 
 
@@ -51,11 +52,9 @@ def gaussian_log_prob(x: torch.Tensor, std: float = 1.0) -> torch.Tensor:
 def hutchinson_probe(shape, kind: str = "rademacher", generator: torch.Generator | None = None,
                      dtype=torch.float32) -> torch.Tensor:
     """A probe ε of ``shape`` with E[ε εᵀ] = I: Rademacher (±1) or standard Gaussian."""
-    if kind == "rademacher":
-        return torch.randint(0, 2, tuple(shape), generator=generator).to(dtype) * 2 - 1
-    if kind == "gaussian":
-        return torch.randn(tuple(shape), generator=generator, dtype=dtype)
-    raise ValueError(f"probe={kind!r} is not one of {PROBES}")
+    if kind not in PROBES:
+        raise ValueError(f"probe={kind!r} is not one of {tuple(PROBES)}")
+    return PROBES[kind](tuple(shape), generator, dtype)
 
 
 def velocity_and_divergence(model, sde: SDE, x: torch.Tensor, t, probe: torch.Tensor | None = None,

@@ -76,8 +76,7 @@ def entropy_bounds(betas: torch.Tensor, dim: int = 2) -> tuple[torch.Tensor, tor
     lower = H_q(X_{n−1} | X_n, X_0) = (D/2) log(2πe β̃_n),   upper = H_q(X_n | X_{n−1}) = (D/2) log(2πe β_n).
     The upper bound needs H_q(X_n) ≥ H_q(X_{n−1}); it holds when E|x_0|² ≤ D (see the chapter).
     """
-    ab = alpha_bars(betas)
-    beta_tilde = betas[1:] * (1 - ab[1:-1]) / (1 - ab[2:])
+    beta_tilde = from_betas(_check_betas(betas)).beta_tildes[1:].to(betas.dtype)  # steps n = 2..T
     const = 0.5 * dim * math.log(2 * math.pi * math.e)
     return const + 0.5 * dim * beta_tilde.log(), const + 0.5 * dim * betas[1:].log()
 

@@ -196,7 +196,18 @@ def _noisy(mixture: GaussianMixture, sigma: float) -> _NoisyMixture:
     return _NoisyMixture(mixture, sigma)
 
 
-def _exact(kind: str, mixture: GaussianMixture, x: torch.Tensor, sigma) -> torch.Tensor:
+def _score_terms(mixture: GaussianMixture, r: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
+    return -(r[..., None] * prec).sum(1)  # Σ_k r_k ∇ log N_k = −Σ_k r_k (Σ_k + σ² I)⁻¹ (x − μ_k)
+
+
+def _mean_terms(mixture: GaussianMixture, r: torch.Tensor, prec: torch.Tensor) -> torch.Tensor:
+    post = mixture.means + torch.einsum("kij,bkj->bki", mixture.covs, prec)
+    return (r[..., None] * post).sum(1)
+
+
+def _exact(terms, mixture: GaussianMixture, x: torch.Tensor, sigma, shaped_like_x: bool = True) -> torch.Tensor:
+    """``terms(mixture, r, prec)`` (b, ·) at every noise level of ``sigma``, r the responsibilities (b, K) and prec
+    the (Σ_k + σ² I)⁻¹ (x − μ_k) (b, K, D); shaped like x (or (B, ·) when not ``shaped_like_x``)."""
     if not isinstance(mixture, GaussianMixture):
         raise TypeError(f"mixture must be a GaussianMixture, got {type(mixture).__name__}")
     flat = x.reshape(x.shape[0], -1).to(torch.float64)
@@ -208,35 +219,30 @@ def _exact(kind: str, mixture: GaussianMixture, x: torch.Tensor, sigma) -> torch
     sigma = sigma.expand(flat.shape[0])
     if torch.any(sigma < 0):
         raise ValueError("sigma must be >= 0")
-    out = torch.empty(flat.shape[0], mixture.K if kind == "resp" else mixture.D, dtype=torch.float64)
+    out = None
     for level in torch.unique(sigma):
         idx = sigma == level
         log_joint, prec = _noisy(mixture, level.item()).terms(flat[idx].cpu())
-        r = torch.softmax(log_joint, dim=1)
-        if kind == "score":
-            out[idx] = -(r[..., None] * prec).sum(1)
-        elif kind == "mean":
-            post = mixture.means + torch.einsum("kij,bkj->bki", mixture.covs, prec)
-            out[idx] = (r[..., None] * post).sum(1)
-        else:
-            out[idx] = r
+        value = terms(mixture, torch.softmax(log_joint, dim=1), prec)
+        out = torch.empty(flat.shape[0], value.shape[1], dtype=torch.float64) if out is None else out
+        out[idx] = value
     out = out.to(device=x.device, dtype=x.dtype)
-    return out if kind == "resp" else out.reshape(x.shape)
+    return out.reshape(x.shape) if shaped_like_x else out
 
 
 def ve_score(mixture: GaussianMixture, x: torch.Tensor, sigma) -> torch.Tensor:
     """Exact ∇ log p_σ(x) of the VE-noised mixture; x (B, D) or images (flattened to D); sigma ≥ 0, float or (B,)."""
-    return _exact("score", mixture, x, sigma)
+    return _exact(_score_terms, mixture, x, sigma)
 
 
 def ve_posterior_mean(mixture: GaussianMixture, x: torch.Tensor, sigma) -> torch.Tensor:
     """Exact E[x_0 | x_0 + σ z = x] = Σ_k r_k (μ_k + Σ_k (Σ_k + σ² I)⁻¹ (x − μ_k)), shaped like x."""
-    return _exact("mean", mixture, x, sigma)
+    return _exact(_mean_terms, mixture, x, sigma)
 
 
 def ve_responsibilities(mixture: GaussianMixture, x: torch.Tensor, sigma=0.0) -> torch.Tensor:
     """p(k | x_0 + σ z = x), shape (B, K); with σ = 0 the component each clean point belongs to."""
-    return _exact("resp", mixture, x, sigma)
+    return _exact(lambda mixture, r, prec: r, mixture, x, sigma, shaped_like_x=False)
 
 
 @torch.no_grad()

@@ -114,15 +114,9 @@ def diffusion_loss_fn(schedule: Schedule, *, predicts: str = "eps", T: int | Non
 # --- the weights L_simple drops ----------------------------------------------------------------------
 
 
-def _beta_tilde(betas: torch.Tensor, alpha_bars: torch.Tensor) -> torch.Tensor:
-    """β̃_n = β_n (1 − ᾱ_{n−1}) / (1 − ᾱ_n) (T,), with β̃_1 = 0 replaced by β̃_2 as in DDPM's code."""
-    beta_tilde = betas * (1 - alpha_bars[:-1]) / (1 - alpha_bars[1:])
-    beta_tilde[0] = beta_tilde[1] if betas.shape[0] > 1 else betas[0]
-    return beta_tilde
-
-
 # the reverse variance σ_n² (T,) of p(x_{n−1} | x_n): the posterior's β̃_n (the lower choice) or β_n
-REVERSE_VARIANCES: dict[str, Callable] = {"posterior": _beta_tilde, "beta": lambda betas, alpha_bars: betas}
+REVERSE_VARIANCES: dict[str, Callable] = {"posterior": lambda schedule: schedule.beta_tildes,
+                                          "beta": lambda schedule: schedule.betas}
 
 
 def elbo_weights(schedule: DiscreteSchedule, kind: str = "posterior") -> torch.Tensor:
@@ -136,7 +130,7 @@ def elbo_weights(schedule: DiscreteSchedule, kind: str = "posterior") -> torch.T
     if kind not in REVERSE_VARIANCES:
         raise ValueError(f"kind={kind!r} is not one of {tuple(REVERSE_VARIANCES)}")
     betas, ab = schedule.betas, schedule.alpha_bars  # (T,), (T+1,)
-    var = REVERSE_VARIANCES[kind](betas, ab).log().exp()  # through the log, as the bound uses it: same floats
+    var = REVERSE_VARIANCES[kind](schedule).log().exp()  # through the log, as the bound uses it: same floats
     return betas**2 / (2 * var * (1 - betas) * (1 - ab[1:]))
 
 
