@@ -751,7 +751,7 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "fragment"}
 # **What the printed ratios say.** Compare the two sample sets of each model first: they show how far the ratio moves
-# between two sets of the *same* model. In this run that spread (about ±0.15) is much smaller than the gap between the
+# between two sets of the *same* model. In this run that spread (up to about ±0.3) is much smaller than the gap between the
 # schedules, so at this budget the **linear** schedule gives the better samples *and* the better bound (printed) — the
 # opposite of Improved DDPM's finding on 64×64 images. The paper's argument is about images whose information survives
 # to high noise; 8×8 digits have far less of it, and the linear schedule's wasted last third (printed in section 10)

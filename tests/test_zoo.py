@@ -155,7 +155,7 @@ def test_hybrid_loss_trains_the_variance_but_not_the_mean_through_the_bound():
 
     def grads(lam):
         net = _lv_net(0.5).train()
-        loss = LV.hybrid_loss(net, sch, x0, lam=lam, generator=torch.Generator().manual_seed(1))
+        loss = LV.hybrid_loss(net, sch, x0, vlb_weight=lam, generator=torch.Generator().manual_seed(1))
         assert torch.isfinite(loss)
         loss.backward()
         return net.unet.conv_out.weight.grad.clone()

@@ -82,11 +82,11 @@ def ddim_step(model, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor, *, 
               generator: torch.Generator | None = None, y=None) -> tuple[torch.Tensor, torch.Tensor]:
     """One DDIM step x_t → x_next (t_next < t, one time for the batch); returns (x_next, x0_hat)."""
     eps, x0_hat = model.predict(x, t.to(x.dtype), y)
-    a, s = model.marginal(t.detach().cpu().double())  # float64 on the CPU: accurate for close steps
-    a_next, s_next = model.marginal(t_next.detach().cpu().double())
-    std = ddim_std(a, s, a_next, s_next, eta)
-    a_next, s_next, std = (c.to(device=x.device, dtype=x.dtype) for c in (a_next, s_next, std))
-    x_next = a_next * x0_hat + torch.sqrt((s_next**2 - std**2).clamp(min=0)) * eps
+    alpha, sigma = model.marginal(t.detach().cpu().double())  # float64 on the CPU: accurate for close steps
+    alpha_next, sigma_next = model.marginal(t_next.detach().cpu().double())
+    std = ddim_std(alpha, sigma, alpha_next, sigma_next, eta)
+    alpha_next, sigma_next, std = (c.to(device=x.device, dtype=x.dtype) for c in (alpha_next, sigma_next, std))
+    x_next = alpha_next * x0_hat + torch.sqrt((sigma_next**2 - std**2).clamp(min=0)) * eps
     if eta > 0 and std > 0:
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         x_next = x_next + std * z

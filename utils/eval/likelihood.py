@@ -36,14 +36,14 @@ from utils.training.losses import elbo_weighting, elbo_weights  # noqa: F401 (re
 VARIANCES = ("posterior", "beta")
 
 
-def to_bits(nats):
-    """Nats → bits: nats / ln 2."""
-    return nats / math.log(2.0)
-
-
 def bits_per_dim(nats, dims: int):
     """Convert nats per sample into bits per dimension: nats / (D ln 2)."""
-    return to_bits(nats) / dims
+    return nats / (dims * math.log(2.0))
+
+
+def to_bits(nats):
+    """Nats → bits: nats / ln 2 (``bits_per_dim`` with D = 1)."""
+    return bits_per_dim(nats, 1)
 
 
 # --- the discretised decoder L_0 -------------------------------------------------------------------

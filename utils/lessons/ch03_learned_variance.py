@@ -32,7 +32,7 @@ __all__ = ["LearnedVarianceUNet", "hybrid_loss", "hybrid_loss_fn", "hybrid_ddpm"
            "sample_learned_variance"]
 
 
-def hybrid_loss(net: LearnedVarianceUNet, schedule: DiscreteSchedule, x0: torch.Tensor, *, y=None, lam: float = 1e-3,
+def hybrid_loss(net: LearnedVarianceUNet, schedule: DiscreteSchedule, x0: torch.Tensor, *, y=None, vlb_weight: float = 1e-3,
                 levels: int = 17, generator: torch.Generator | None = None) -> torch.Tensor:
     """L_simple + λ T L_{n−1} (bits/dim, mean ε̂ detached) for n ~ U{1..T}; a scalar."""
     T, B = schedule.T, x0.shape[0]
@@ -43,7 +43,7 @@ def hybrid_loss(net: LearnedVarianceUNet, schedule: DiscreteSchedule, x0: torch.
     simple = (eps_hat.float() - eps.float()).pow(2).flatten(1).mean(1)
     log_var = interpolated_log_variance(schedule, n.cpu(), v.double()).to(x0.device)
     vlb = vlb_term(schedule, x0, x_t.detach(), n, eps_hat.detach(), log_var, levels)
-    return (simple + lam * T * bits_per_dim(vlb, x0[0].numel()).float()).mean()
+    return (simple + vlb_weight * T * bits_per_dim(vlb, x0[0].numel()).float()).mean()
 
 
 def hybrid_loss_fn(schedule: DiscreteSchedule, **options):
@@ -80,8 +80,8 @@ def learned_variance_predictor(net: LearnedVarianceUNet, schedule: DiscreteSched
         t = n.to(x_t.dtype) / schedule.T
         eps, v = net.forward_with_v(x_t, t)
         if clip_x0 is not None:
-            a, s = append_dims(schedule.alpha(t), x_t), append_dims(schedule.sigma(t), x_t)
-            eps = eps_from_x0(x_t, x0_from_eps(x_t, eps, a, s).clamp(*clip_x0), a, s)
+            alpha, sigma = append_dims(schedule.alpha(t), x_t), append_dims(schedule.sigma(t), x_t)
+            eps = eps_from_x0(x_t, x0_from_eps(x_t, eps, alpha, sigma).clamp(*clip_x0), alpha, sigma)
         return eps, interpolated_log_variance(schedule, n.cpu(), v.double()).to(x_t.device)
     return predict
 
@@ -97,16 +97,16 @@ def sample_learned_variance(net: LearnedVarianceUNet, schedule: DiscreteSchedule
     """
     ts = check_time_grid(ts).to(x.device)
     for i in range(len(ts) - 1):
-        t, s = time_batch(ts[i], x), time_batch(ts[i + 1], x)
+        t, t_next = time_batch(ts[i], x), time_batch(ts[i + 1], x)
         eps, v = net.forward_with_v(x, t) if y is None else net.forward_with_v(x, t, y)
         x0_hat = x0_from_eps(x, eps, append_dims(schedule.alpha(t), x), append_dims(schedule.sigma(t), x))
         if clip_x0 is not None:
             x0_hat = x0_hat.clamp(*clip_x0)
-        mean, _ = posterior(schedule, x, x0_hat, s, t)
+        mean, _ = posterior(schedule, x, x0_hat, t_next, t)
         if ts[i + 1] == 0:
             return mean
-        beta = -torch.expm1(schedule.log_alpha_bar(t) - schedule.log_alpha_bar(s))
-        beta_tilde = beta * schedule.sigma(s) ** 2 / schedule.sigma(t) ** 2
+        beta = -torch.expm1(schedule.log_alpha_bar(t) - schedule.log_alpha_bar(t_next))
+        beta_tilde = beta * schedule.sigma(t_next) ** 2 / schedule.sigma(t) ** 2
         log_var = v * append_dims(beta.log(), x) + (1 - v) * append_dims(beta_tilde.log(), x)
         z = torch.randn(x.shape, generator=generator, dtype=x.dtype).to(x.device)
         x = mean + torch.exp(0.5 * log_var) * z

@@ -166,10 +166,10 @@ def sample_pc_flow(model, x: torch.Tensor, ts, *, sde: SDE, snr: float = 0.16, n
     correctors at each time, corrector first as in ``utils.samplers.sample_pc``. ``n_corrector=0`` is PF Euler."""
     ts = check_time_grid(ts).to(x.device)
     for i in range(len(ts) - 1):
-        t, s = ts[i], ts[i + 1]
+        t, t_next = ts[i], ts[i + 1]
         for _ in range(n_corrector):
-            x = langevin_correct(model, x, t, snr=snr, a=corrector_scale(sde, t, s), generator=generator, y=y)
-        x = x + sde.pf_ode_drift(x, t, model.score(x, t.to(x.dtype), y)) * (s - t)
+            x = langevin_correct(model, x, t, snr=snr, a=corrector_scale(sde, t, t_next), generator=generator, y=y)
+        x = x + sde.pf_ode_drift(x, t, model.score(x, t.to(x.dtype), y)) * (t_next - t)
         if callback is not None:
             callback(i, t, x, x)
     return x
@@ -184,8 +184,8 @@ def sample_corrector_only(model, x: torch.Tensor, ts, *, sde: SDE, snr: float = 
     step adds no noise (it returns the Langevin mean x + ε s, as the paper's code does with noise removal)."""
     ts = check_time_grid(ts).to(x.device)
     for i in range(len(ts) - 1):
-        t, s = ts[i], ts[i + 1]
-        a = corrector_scale(sde, t, s)
+        t, t_next = ts[i], ts[i + 1]
+        a = corrector_scale(sde, t, t_next)
         for j in range(n_corrector):
             if i == len(ts) - 2 and j == n_corrector - 1:  # noise removal: the step's mean (same ε rule)
                 score = model.score(x, t.to(x.dtype), y)
