@@ -583,24 +583,24 @@ for eta in ETAS:
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **What reproduces and what does not.** *(The numbers quoted are the `cpu` profile's, printed above.)*
 #
-# - **At few steps η = 0 beats η = 1 — reproduced.** At S = 10, 20 and 50 the table has about 3.8, 2.4 and 2.0 for
-#   η = 0 against about 8.0, 3.9 and 4.1 for η = 1 (the paper: 13.36 vs 41.07, 6.84 vs 18.36, 4.67 vs 8.01), far
-#   outside the ±0.18 spread of real sets; on the two batches of n = 1438 η = 0 wins five of the six comparisons (the
-#   exception, S = 20 on one batch, is within 15%). The η = 1 row falls steeply with S, as in the paper. Not as in
-#   the paper: η = 0.2 and 0.5 are not between η = 0 and η = 1 but as good as or better than η = 0 at every S (e.g.
-#   about 2.8 for η = 0.2 at S = 10) — a little noise helps this model, which fits the reversal at S = 1000 below.
-#   One cell is also noisier than the real-data spread suggests: the same 10-step η = 0 sampler scores between
-#   about 3.5 and 5.2 on the four other batches.
+# - **At few steps η = 0 beats η = 1 — reproduced.** At S = 10, 20 and 50 the table has about 3.8, 2.7 and 2.4 for
+#   η = 0 against about 6.3, 3.9 and 4.4 for η = 1 (the paper: 13.36 vs 41.07, 6.84 vs 18.36, 4.67 vs 8.01), far
+#   outside the ±0.17 spread of real sets; on the two batches of n = 1438 η = 0 wins all six comparisons, but at
+#   S = 20 only by 2–3%, which is within the noise. The η = 1 row falls steeply with S, as in the paper. Not as in
+#   the paper: η = 0.2 and 0.5 are not between η = 0 and η = 1 but about as good as or better than η = 0 at every S
+#   (e.g. about 3.2 for η = 0.2 at S = 10) — a little noise helps this model, which fits the reversal at S = 1000
+#   below. One cell is also noisier than the real-data spread suggests: the same 10-step η = 0 sampler scores between
+#   about 2.8 and 4.2 on the four other batches.
 # - **The gap closes with S — and then reverses.** At S = 1000 the paper has η = 0 slightly best (4.04 vs 4.73);
-#   here the 1000-step DDPM cell (about 1.1) is the best of the table and the 1000-step η = 0 cell (about 2.0) is
-#   not. For this small network the deterministic path is worse than the stochastic one even without step
-#   skipping: η = 0 follows the probability-flow ODE of the *learned* ε̂ and carries every error of ε̂ to the end,
-#   while fresh noise lets later steps correct earlier mistakes (Karras et al. 2022 make this point). The paper's
-#   CIFAR-10 network was trained for 800k steps on 50,000 images; ours for 3,500 steps on 1,438 digits.
-# - **The course's target** — 10 steps of η = 0 within 1.5× of the 1000-step DDPM — is **not met**: about 3.3× here
+#   here the 1000-step DDPM cell (about 1.5, tied with η = 0.5) is the best of the table and the 1000-step η = 0
+#   cell (about 2.5) is not. For this small network the deterministic path is worse than the stochastic one even
+#   without step skipping: η = 0 follows the probability-flow ODE of the *learned* ε̂ and carries every error of ε̂
+#   to the end, while fresh noise lets later steps correct earlier mistakes (Karras et al. 2022 make this point).
+#   The paper's CIFAR-10 network was trained for 800k steps on 50,000 images; ours for 3,500 steps on 1,438 digits.
+# - **The course's target** — 10 steps of η = 0 within 1.5× of the 1000-step DDPM — is **not met**: about 2.6× here
 #   (printed above). Nor does the paper meet it: its own Table 1 has 13.36 for 10 steps of η = 0 against 4.73 for
 #   1000-step DDPM, a factor of 2.8. And for this model no number of η = 0 steps could meet it: the 1000-step η = 0
-#   cell (about 2.0, the ODE's own limit) is already about 1.7× the DDPM cell. Ten first-order steps add the rest;
+#   cell (about 2.5, the ODE's own limit) is already about 1.7× the DDPM cell. Ten first-order steps add the rest;
 #   higher-order solvers of the same ODE (chapter 05's Heun, and the fast-solver chapter) close that part of the gap.
 # - **With an exact denoiser**, where only the sampler can be wrong, the paper's ordering is clean: at S = 10 and 20
 #   η = 1 is clearly the worst (about 0.19 and 0.12, against 0.13 and 0.08 for η = 0; data against data: 0.04),
@@ -844,7 +844,7 @@ ch04.check_inverse_step(inverse_step_solution)
 # - DDIM (η = 0) is Euler's method for the probability-flow ODE in (x/α, σ/α): first-order convergence measured.
 # - Deterministic sampling makes x_T a code: encode by running the steps forwards, decode back, interpolate with
 #   slerp, and the same x_T keeps its content across S.
-# - Table 1 on digits: as in the paper, the η = 1 row improves steeply with S while η = 0 is nearly flat, and
+# - Table 1 on digits: as in the paper, the η = 1 row improves steeply with S while η = 0 is much flatter, and
 #   η = 0 wins at S = 10; unlike the paper, 1000 stochastic steps beat the deterministic ODE of our small network,
 #   and with a few hundred samples the metric cannot resolve differences of 10–20% (section 6). With an exact
 #   denoiser the paper's ordering is clean.
