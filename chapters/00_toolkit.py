@@ -43,7 +43,7 @@ import torch
 from utils import data, forward, gaussians, oracles, schedules, viz
 from utils.config import environment_report, start_chapter
 from utils.eval.metrics import fd_ratio
-from utils.course_map import draw_course_map
+from utils.course_map import draw_course_map, draw_package_layers
 
 profile, device, gen = start_chapter(seed=0)
 
@@ -402,6 +402,18 @@ print("and the cloud is standard normal (|mean| < 0.1, |std - 1| < 0.1):",
 fig, ax = plt.subplots(figsize=(15, 5.6))
 draw_course_map(ax)
 viz.save_figure(fig, "course_map.png")
+plt.show()
+
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# The code is layered the way the course is: the maths of the core (`utils/schedules.py`, `forward.py`,
+# `denoiser.py`, `samplers.py`, ...) at the bottom, each layer above it importing only what lies below, and the
+# helpers that serve a single chapter in `utils/lessons/`. A test reads every import to keep it so. To read along,
+# start at the bottom.
+
+# %% slideshow={"slide_type": "-"}
+fig, ax = plt.subplots(figsize=(11, 5.6))
+draw_package_layers(ax)
+viz.save_figure(fig, "utils_layers.png", dpi=90)
 plt.show()
 
 # %% [markdown] slideshow={"slide_type": "-"}
