@@ -43,6 +43,7 @@ import torch
 from utils import data, forward, gaussians, oracles, schedules, viz
 from utils.config import environment_report, start_chapter
 from utils.eval.metrics import fd_ratio
+from utils.lessons.ch00_toolkit import posterior_variance_matches, two_steps_are_one_jump
 from utils.course_map import draw_course_map, draw_package_layers
 
 profile, device, gen = start_chapter(seed=0)
@@ -152,6 +153,12 @@ print("equal variances give (m1 - m2)^2 / (2 v):",
 # $x_n = \sqrt{\bar\alpha_n}\,x_0 + \sqrt{1-\bar\alpha_n}\,\varepsilon$. The variance of a unit-variance
 # signal stays exactly 1 at every step — hence the name *variance preserving*.
 #
+# The same argument composes any two forward jumps s → t → u. The check below noises N(0.5, 0.3²) data over two long
+# jumps of DDPM's schedule (t = 0 → 0.3 → 0.6) and compares mean and variance with one jump, within five Monte
+# Carlo standard errors. It also runs the check on the two nearest wrong answers, which it must reject: noise
+# of std β where √β belongs, and no noise at all. (Over the first two DDPM steps these could not be told
+# apart: there β ≈ 10⁻⁴ changes the variance by about 2·10⁻⁴, less than the Monte Carlo error of 200,000 samples.)
+#
 # ### Notation used in the whole course
 #
 # Papers disagree about symbols (DDPM's $\alpha_t$ is $1-\beta_t$; DDIM's $\alpha_t$ is DDPM's $\bar\alpha_t$).
@@ -171,17 +178,28 @@ print("equal variances give (m1 - m2)^2 / (2 v):",
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
 sch = schedules.ddpm_linear(T=1000)
-x0 = 0.5 + 0.3 * torch.randn(200_000, 1, generator=gen, dtype=torch.float64)   # x_0 ~ N(0.5, 0.3^2)
-x = x0
-for n in range(1, 3):                                                            # two single steps
-    x = forward.q_step(sch, x, (n - 1) / 1000, n / 1000, generator=gen)
-x_direct, _ = forward.q_sample(sch, x0, 2 / 1000, generator=gen)                # one jump to n = 2
 ab2 = (1 - sch.betas[0]) * (1 - sch.betas[1])
 print("alpha_bar(2/T) is the product of (1 - beta):", torch.allclose(sch.alpha_bar(torch.tensor(2 / 1000, dtype=torch.float64)), ab2))
-for name, sample in (("two steps", x), ("one jump ", x_direct)):
-    mean_ok = abs(sample.mean().item() - ab2.sqrt().item() * 0.5) < 0.005
-    var_ok = abs(sample.var().item() - (ab2 * 0.09 + 1 - ab2).item()) < 0.005
-    print(f"{name}: mean a*m and variance a^2 s^2 + b^2 match:", mean_ok and var_ok)
+
+
+def q_step_std_as_variance(schedule, x, t_prev, t, generator=None):
+    """The nearest wrong answer: noise std 1 - alpha_bar_t/alpha_bar_s (DDPM's beta) where the square root belongs."""
+    ratio = (schedule.alpha_bar(torch.tensor(t)) / schedule.alpha_bar(torch.tensor(t_prev))).item()
+    return ratio**0.5 * x + (1 - ratio) * torch.randn(x.shape, generator=generator, dtype=x.dtype)
+
+
+def no_noise(schedule, x, t_prev, t, generator=None):
+    return x
+
+
+def two_step_check(step):
+    return two_steps_are_one_jump(step, sch, 0.5, 0.3, 0.3, 0.6, generator=torch.Generator().manual_seed(3))
+
+
+print("two steps 0 -> 0.3 -> 0.6 of utils.forward.q_step are one jump (mean a*m, variance a^2 s^2 + b^2):",
+      two_step_check(forward.q_step))
+print("the check rejects noise std beta instead of sqrt(beta):", not two_step_check(q_step_std_as_variance))
+print("the check rejects no noise at all:", not two_step_check(no_noise))
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Bayes' rule for Gaussians: the best denoiser of Gaussian data
@@ -197,7 +215,9 @@ for name, sample in (("two steps", x), ("one jump ", x_direct)):
 # $\mathbb E[x_0\mid x_t]$ is the denoiser with the smallest squared error — what a diffusion network is
 # trained to approximate. For Gaussian data it is known exactly; `utils.oracles` has it (and the exact
 # denoisers of Gaussian mixtures and of finite data sets), and the tests use these oracles to check every
-# sampler. The check below fits the regression on simulated pairs and compares.
+# sampler. The check below fits the regression on simulated pairs and compares. The posterior variance is checked at
+# t = 0.1, where it is about half the prior's s² (at t = 0.4 the two differ by only 2 %, too little to reject the
+# wrong answer "the variance is still s²" with confidence), against the formula and against that wrong answer.
 
 # %% slideshow={"slide_type": "subslide"}
 # NBVAL_CHECK_OUTPUT
@@ -206,11 +226,17 @@ a, sig = sch.alpha(torch.tensor(t)).item(), sch.sigma(torch.tensor(t)).item()
 x0 = m + s_data * torch.randn(400_000, 1, generator=gen, dtype=torch.float64)
 xt, _ = forward.q_sample(sch, x0, t, generator=gen)
 cov = torch.cov(torch.cat([x0, xt], 1).T)
-slope_mc, resid_mc = cov[0, 1] / cov[1, 1], cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1]
+slope_mc = cov[0, 1] / cov[1, 1]
 slope = a * s_data**2 / (a**2 * s_data**2 + sig**2)
 print("regression slope matches alpha s^2 / (alpha^2 s^2 + sigma^2):", abs(slope_mc.item() - slope) < 0.005)
-print("residual variance matches s^2 sigma^2 / (alpha^2 s^2 + sigma^2):",
-      abs(resid_mc.item() - s_data**2 * sig**2 / (a**2 * s_data**2 + sig**2)) < 0.002)
+def variance_check(variance):
+    return posterior_variance_matches(variance, sch, m, s_data, 0.1, generator=torch.Generator().manual_seed(4))
+
+
+print("at t = 0.1 the residual variance matches s^2 sigma^2 / (alpha^2 s^2 + sigma^2):",
+      variance_check(lambda alpha, sigma, s: s**2 * sigma**2 / (alpha**2 * s**2 + sigma**2)))
+print("the check rejects the prior's variance s^2 (the nearest wrong answer):",
+      not variance_check(lambda alpha, sigma, s: s**2))
 oracle = oracles.gaussian_denoiser(torch.tensor([m]), torch.tensor([[s_data**2]]), sch)
 probe = torch.tensor([[-1.0], [0.0], [0.3], [2.0]], dtype=torch.float64)
 print("formula == utils.oracles.gaussian_denoiser:",

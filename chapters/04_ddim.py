@@ -846,7 +846,7 @@ ch04.check_inverse_step(inverse_step_solution)
 #   slerp, and the same x_T keeps its content across S.
 # - Table 1 on digits: as in the paper, the η = 1 row improves steeply with S while η = 0 is much flatter, and
 #   η = 0 wins at S = 10; unlike the paper, 1000 stochastic steps beat the deterministic ODE of our small network,
-#   and with a few hundred samples the metric cannot resolve differences of 10–20% (section 6). With an exact
+#   and with a thousand samples per cell the metric cannot resolve differences of 10–20% (section 6). With an exact
 #   denoiser the paper's ordering is clean.
 #
 # **Further reading.** Karras et al., *Elucidating the Design Space of Diffusion-Based Generative Models*,
