@@ -308,8 +308,14 @@ print("untrained: mean == sqrt(1 - beta) x:", torch.allclose(mean, (1 - model0.b
 # **(v) The paper's entropy form.** With the paper's last step
 # $p(x_0\mid x_1) = q(x_1\mid x_0)\pi(x_0)/\pi(x_1)$,
 # $\mathbb E \log p(x_0\mid x_1) = -H_q(X_1\mid X_0) + \mathbb E[\log\pi(x_0) - \log\pi(x_1)]$; and
-# $\mathbb E\,D_{KL}(q(x_T\mid x_0)\Vert\pi) = -H_q(X_T\mid X_0) + H_p(X_T)$ with $H_p(X_T) = -\mathbb E\log\pi(x_T)$. When the
-# data has $\mathbb E\lVert x_0\rVert^2 = D$ (the paper scales every data set to unit variance) the leftover
+# $\mathbb E\,D_{KL}(q(x_T\mid x_0)\Vert\pi) = -H_q(X_T\mid X_0) - \mathbb E_q\log\pi(x_T)$. In Eq. 14, $H_p(X_T)$ is the
+# entropy of $\pi = \mathcal N(0, I)$ itself, $H_p(X_T) = \tfrac D2\log 2\pi e$ (what the code uses) — not the
+# cross-entropy $-\mathbb E_q\log\pi(x_T)$. The two differ: with
+# $\mathbb E_q\lVert x_T\rVert^2 = \bar\alpha_T\lVert x_0\rVert^2 + (1-\bar\alpha_T)D$,
+# $-\mathbb E_q\log\pi(x_T) = \tfrac D2\log 2\pi + \tfrac12\mathbb E_q\lVert x_T\rVert^2
+# = H_p(X_T) + \tfrac12\bar\alpha_T(\lVert x_0\rVert^2 - D)$. In the same way
+# $\mathbb E[\log\pi(x_0) - \log\pi(x_1)] = \tfrac12\beta_1(D - \lVert x_0\rVert^2)$. When the
+# data has $\mathbb E\lVert x_0\rVert^2 = D$ (the paper scales every data set to unit variance) both leftover
 # terms vanish and we get **the paper's Eq. 14**:
 #
 # $$K = -\sum_{n=2}^T \mathbb E\, D_{KL}\big(q(x_{n-1}\mid x_n, x_0)\,\Vert\,p(x_{n-1}\mid x_n)\big) + H_q(X_T\mid X_0) - H_q(X_1\mid X_0) - H_p(X_T).$$

@@ -902,7 +902,7 @@ print(f"\nL_simple gives better samples: {lin_fd < elbo_fd};  the true-bound wei
 # | $L_T$ (prior) | in $K$, but with a *learned* schedule β it also depends on θ | a constant ($\beta$ fixed): dropped |
 # | $L_{n-1}$, $2 \le n \le T$ | the exact KL with a learned mean **and** learned diagonal covariance; weight 1 each | the KL's mean part only, with the mean written through ε (Eq. 11), and the weight $w_n$ **replaced by 1**; the variance constant $C_n$ dropped (Σ fixed at $\beta_n$ or $\tilde\beta_n$) |
 # | $L_0$ (decoder) | a Gaussian density on continuous data | approximated by the $n = 1$ term of the same ε-loss (the discretised decoder of Eq. 13 is used only to *report* the bound) |
-# | how the sum is estimated | all terms of one sampled trajectory | one uniformly drawn step $n$ per example (unbiased for the reweighted sum) |
+# | how the sum is estimated | Monte Carlo over the steps: the authors' released code draws one random step per minibatch and multiplies by $T$ (chapter 01 draws each step's $x_n$ independently) | one uniformly drawn step $n$ per example (unbiased for the reweighted sum) |
 # | result | a true bound on $-\log p$ (a likelihood model) | no longer a bound: a weighted denoising score-matching loss; better samples, slightly worse likelihood (section 12) |
 #
 # So $L_\text{simple}$ = the 2015 bound with (i) Σ frozen, (ii) the mean re-expressed as a noise prediction, (iii) the

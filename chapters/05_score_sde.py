@@ -418,8 +418,9 @@ for sde_name in ("VE", "VP"):
 # Read the table above with the floor's spread in mind (single SW values vary by about ±25%, because the number of
 # points in each component fluctuates). Two of the paper's findings show up with the exact score: the corrector alone
 # (C2N) is by far the worst column — for VE, two Langevin steps per time cannot pull points in from the N(0, σ_max²)
-# prior — and for VE the probability-flow predictor is the worst of the three at N steps and catches up at 2N (the
-# paper's 15.41 → 10.54). The third, "PC beats P2N at equal cost", does not appear here: with the exact score the
+# prior — and for VE the probability-flow predictor is the worst of the three at N steps (the paper's VE P1000: 15.41
+# against 4.98 and 4.79). Here it catches up at 2N; in the paper it does not (VE P2000: 10.54 against 4.88 and 4.74).
+# The third, "PC beats P2N at equal cost", does not appear here: with the exact score the
 # predictor's errors are small and a Langevin step has little to correct, so spending the evaluations on more
 # predictor steps is as good. Section 6 repeats the experiment with a learned model.
 
@@ -662,7 +663,8 @@ plt.show()
 # $$-\log P(x) \le \mathbb E_u\big[-\log p(x + u)\big] - D \log(2\delta),$$
 #
 # so the dequantised continuous NLL *plus the bin-width offset* −log₂(2δ) = log₂((K−1)/2) bits per dimension bounds the
-# discrete NLL (3 bits for digits; 7 for 8-bit images scaled to [−1, 1], the "+7" in the paper's likelihood code).
+# discrete NLL (3 bits for digits, K = 17). For 8-bit images scaled to [−1, 1] this δ gives log₂ 127.5 = 6.99 bits; the
+# "+7" of the paper's likelihood code is log₂ 128, the convention of 256 bins of width 2/256 tiling [−1, 1] (δ = 1/K).
 # Without dequantisation a density can pile up on the grid points and its "bits/dim" go to −∞ — a number that
 # measures nothing.
 #
