@@ -27,9 +27,6 @@ from utils.schedules import Schedule
 from utils.sde import SDE, VPSDE
 from utils.tensors import append_dims, time_batch
 
-PREDICTS = ("eps", "x0", "v")
-
-
 # --- the conversions between parameterisations (α, σ broadcast against x) -------------------------------
 
 def x0_from_eps(x: torch.Tensor, eps: torch.Tensor, alpha, sigma) -> torch.Tensor:
@@ -61,6 +58,7 @@ def _from_v(x, out, alpha, sigma):
 
 # what a network's output means: output -> (ε̂, x̂_0)
 FROM_OUTPUT: dict[str, Callable] = {"eps": _from_eps, "x0": _from_x0, "v": _from_v}
+PREDICTS = tuple(FROM_OUTPUT)  # the parameterisations
 
 
 # what a network of each parameterisation regresses on: (x_0, ε, α, σ) -> target

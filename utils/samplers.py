@@ -245,4 +245,4 @@ def sample_pf_ode_rk45(model, x: torch.Tensor, *, t_start: float = 1.0, t_eps: f
     velocity = lambda x_, t_: pf_ode_velocity(model, sde, x_, t_, y)  # noqa: E731
     x = solve_ivp_torch(lambda t_, x_: velocity(x_, t_), x, t_start, t_eps, method="RK45", rtol=rtol, atol=atol)
     t_eps = torch.tensor(t_eps, dtype=x.dtype, device=x.device)
-    return euler_ode_step(velocity, x, t_eps, torch.zeros_like(t_eps))
+    return euler_ode_step(velocity, x, t_eps, torch.zeros_like(t_eps))  # the last step, to t = 0

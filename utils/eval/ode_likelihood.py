@@ -31,7 +31,7 @@ from typing import Callable
 
 import torch
 
-from utils.data.levels import dequantise, from_levels, image_levels, to_levels  # noqa: F401 (image_levels re-exported)
+from utils.data.levels import dequantise, from_levels, to_levels
 from utils.eval.likelihood import dequantised_bits_per_dim
 from utils.ode import solve_ivp_torch
 from utils.sde import SDE, resolve_sde
