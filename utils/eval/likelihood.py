@@ -25,13 +25,13 @@ from typing import Callable
 import numpy as np
 import torch
 
-from utils.data.levels import check_levels as _check_levels, from_levels, to_levels  # noqa: F401 (to_levels, from_levels re-exported)
+from utils.data.levels import check_levels as _check_levels, dequantise, from_levels, to_levels  # noqa: F401 (re-exported)
 from utils.denoiser import Denoiser, x0_from_eps
 from utils.forward import posterior, q_sample
 from utils.gaussians import kl_normal, sum_features
 from utils.schedules import DiscreteSchedule
 from utils.tensors import append_dims
-from utils.training.losses import elbo_weights  # noqa: F401 (re-exported: chapter 03's L.elbo_weights)
+from utils.training.losses import elbo_weighting, elbo_weights  # noqa: F401 (re-exported)
 
 VARIANCES = ("posterior", "beta")
 
