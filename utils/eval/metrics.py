@@ -349,3 +349,37 @@ def fd_ratio(samples, data=None, n: int | None = None, generator=None, repeats: 
         floors = [to_reference(_subset(train_feats, n, gen)) for _ in range(repeats)]
     floor = float(np.mean(floors))
     return {"fd": fd, "floor": floor, "ratio": fd / floor, "floor_std": float(np.std(floors)), "n": n}
+
+
+def compare(scores_a, scores_b, *, names: tuple[str, str] = ("A", "B"), lower_is_better: bool = True,
+            z: float = 2.0) -> dict:
+    """Compare two methods beyond noise from k ≥ 3 **paired** scores (set i of A and set i of B share x_T, noise
+    or seed wherever the sampler allows), e.g. FD ratios or SW distances.
+
+    d_i = a_i − b_i; the paired standard error is se = std(d, ddof=1)/√k. The verdict is "<A> better" or
+    "<B> better" when |mean d| > z·se, otherwise "within noise" (a difference of means the spread of the sets
+    could produce). Returns dict(mean_a, sd_a, mean_b, sd_b, diff, se, k, verdict, text).
+    """
+    a = np.asarray(scores_a, dtype=float).ravel()
+    b = np.asarray(scores_b, dtype=float).ravel()
+    if a.shape != b.shape or a.size < 3:
+        raise ValueError(f"need k >= 3 paired scores of each method, got {a.size} and {b.size}")
+    d = a - b
+    k = a.size
+    diff, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(k))
+    if abs(diff) <= z * se:
+        verdict = "within noise"
+    else:
+        a_wins = (diff < 0) == lower_is_better
+        verdict = f"{names[0] if a_wins else names[1]} better"
+    out = {"mean_a": float(a.mean()), "sd_a": float(a.std(ddof=1)), "mean_b": float(b.mean()),
+           "sd_b": float(b.std(ddof=1)), "diff": diff, "se": se, "k": k, "verdict": verdict}
+    out["text"] = (f"{names[0]} {out['mean_a']:.3g} ± {out['sd_a']:.2g} vs {names[1]} {out['mean_b']:.3g} ± "
+                   f"{out['sd_b']:.2g} (k = {k}; paired difference {diff:+.3g} ± {se:.2g} s.e.): {verdict}")
+    return out
+
+
+def mean_sd(scores) -> str:
+    """"mean ± sd (k = …)" of k scores of one method: the noise a table of FD ratios or SW distances states."""
+    s = np.asarray(scores, dtype=float).ravel()
+    return f"{s.mean():.3g} ± {s.std(ddof=1):.2g} (k = {s.size})"
