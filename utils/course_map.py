@@ -20,7 +20,7 @@ class Node:
 
 NODES = (
     Node("toolkit", "Toolkit", "Gaussians, KL, data", "00", 0.0, 2.0),
-    Node("sgld", "Langevin in ML", "Welling & Teh 2011", "02", 0.0, 0.0),
+    Node("sgld", "Langevin sampling", "SGLD: Welling & Teh 2011", "02", 0.0, 0.0),
     Node("neq", "Non-equilibrium\nthermodynamics", "Sohl-Dickstein et al. 2015", "01", 1.7, 3.3),
     Node("ncsn", "Score networks +\nannealed Langevin", "Song & Ermon 2019, 2020", "02", 1.7, 0.0),
     Node("ddpm", "DDPM", "Ho et al. 2020", "03", 3.4, 2.0),
@@ -29,7 +29,7 @@ NODES = (
     Node("sde", "Score SDEs,\nprobability-flow ODE", "Song et al. 2021", "05", 5.1, 0.3),
     Node("cg", "Classifier guidance", "Dhariwal & Nichol 2021", "06", 6.8, 3.3),
     Node("cfg", "Classifier-free\nguidance", "Ho & Salimans 2022", "06", 8.5, 3.3),
-    Node("solvers", "Fast ODE solvers", "DPM-Solver and others, 2022", "later", 7.2, 1.15),
+    Node("solvers", "Fast ODE solvers", "PNDM, DEIS, DPM-Solver", "later", 7.2, 1.15),
     Node("flow", "Flow matching,\nrectified flow", "Lipman; Liu et al. 2023", "later", 8.5, 0.0),
     Node("ldm", "Latent diffusion", "Rombach et al. 2022", "later", 10.2, 2.0),
 )
