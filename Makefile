@@ -5,13 +5,15 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
 
-.PHONY: lab test unit course clean-cache help
+.PHONY: lab test unit course clean-cache help site test-browser
 
 help:
 	@echo "make lab    - install into $(VENV) and open JupyterLab on chapters/"
 	@echo "make test   - install, then unit tests + notebook checks + every chapter under nbval (smoke profile)"
 	@echo "make unit   - unit tests only"
 	@echo "make course - execute every chapter in place in the current profile (refreshes figures/)"
+	@echo "make site   - build the offline website from the stored notebooks into build/site"
+	@echo "make test-browser - real-browser tests (Chromium): JupyterLab, every page of the site"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,22 +23,40 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install -e ".[dev]"
 	@touch $(STAMP)
 
+# Jupyter refuses to run as root (containers, classroom servers) unless told; LAB_ARGS passes more options.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u)),--allow-root,)
+LAB_ARGS ?=
+
+DOCS_STAMP := $(VENV)/.installed-docs
+$(DOCS_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install -e ".[dev,docs,browser]"
+	@touch $(DOCS_STAMP)
+
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=chapters
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=chapters $(ALLOW_ROOT) $(LAB_ARGS)
 
 # Each test process uses one thread: on a 2-core machine with two pytest workers, more only fight.
 test: $(STAMP)
-	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests \
+	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests --ignore=tests/browser \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg $(NOTEBOOKS)
 
 unit: $(STAMP)
-	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests
+	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests --ignore=tests/browser
 
 course: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
 		echo "== $$nb"; \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
 	done
+
+# The website: stored outputs only, nothing executed (about a minute). Serve it: python -m http.server -d build/site
+site: $(DOCS_STAMP)
+	$(BIN)/python docs/build_site.py
+
+# Needs Chromium (Debian: apt-get install chromium; or CHROMIUM=/path). Screenshots: build/screenshots/.
+test-browser: $(DOCS_STAMP)
+	$(BIN)/python docs/build_site.py
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -v tests/browser
 
 clean-cache:
 	rm -rf .cache
