@@ -14,7 +14,8 @@ def _randn(n, generator):
 
 
 def swiss_roll(n: int, generator: torch.Generator | None = None, noise: float = 0.05) -> torch.Tensor:
-    """The 2-D Swiss roll of Sohl-Dickstein et al. (2015): (θ cos θ, θ sin θ), θ ~ U(1.5π, 4.5π).
+    """A 2-D Swiss roll like Sohl-Dickstein et al.'s (2015): (θ cos θ, θ sin θ), θ ~ U(1.5π, 4.5π). The paper
+    gives its scale (unit variance, Table 1's caption) but not its angle range or noise (chapter 01 shows the effect).
 
     This is sklearn's 3-D roll seen in its (x, z) plane. Centred on its exact mean (2, 2/(3π)) and
     divided by its exact isotropic std √((E θ² − |mean|²)/2) ≈ 6.79, then jittered by N(0, noise²).
