@@ -26,16 +26,20 @@ def binomial_marginal(x0, n, T):
     return x0 * (1 - n / T) + 0.5 * n / T
 
 
+# K = L_null = E log N(x0; 0, I) = -(D/2) log 2π - E|x0|²/2 = -(log 2π + 1) nats for unit-variance 2-D data, in bits
+UNIT_VARIANCE_PREDICTION = -(math.log(2 * math.pi) + 1) / math.log(2)
+
+
 def test_reference_solutions_pass(capsys):
     ch01.check_posterior_variance(posterior_variance)
     ch01.check_kl_term(kl_term)
     ch01.check_binomial_marginal(binomial_marginal)
     betas = neq.sigmoid_betas(40)
     x0 = data.swiss_roll(2000, torch.Generator().manual_seed(0))
-    ch01.check_untrained_bound(float(neq.to_bits(neq.l_null(x0).mean())), betas, x0)
+    ch01.check_untrained_bound(UNIT_VARIANCE_PREDICTION, betas, x0)  # predicted from E|x0|^2 = D, not from x0
     with torch.no_grad():
-        k = neq.bound_terms(neq.ReverseGaussian(betas), x0, torch.Generator().manual_seed(1))["K"].mean()
-    ch01.check_untrained_bound(float(neq.to_bits(k)), betas, x0)
+        k = neq.to_bits(neq.bound_terms(neq.ReverseGaussian(betas), x0, torch.Generator().manual_seed(1))["K"])
+    ch01.check_untrained_bound(float(k.mean()), betas, x0, std_err=float(k.std()) / math.sqrt(k.numel()))
     assert capsys.readouterr().out.count("correct") == 5
 
 
@@ -54,6 +58,16 @@ def test_wrong_answers_are_rejected():
         ch01.check_untrained_bound(0.0, betas, x0)
     with pytest.raises(AssertionError):
         ch01.check_untrained_bound(math.nan, betas, x0)
+
+
+def test_untrained_bound_rejects_the_right_number_in_nats():
+    betas = neq.sigmoid_betas(40)
+    x0 = data.swiss_roll(4000, torch.Generator().manual_seed(101))
+    ch01.check_untrained_bound(UNIT_VARIANCE_PREDICTION, betas, x0)
+    with pytest.raises(AssertionError):
+        ch01.check_untrained_bound(UNIT_VARIANCE_PREDICTION * math.log(2), betas, x0)  # nats, not bits
+    with pytest.raises(AssertionError):  # a bound below L_null (a Jensen gap the zero network does not have)
+        ch01.check_untrained_bound(UNIT_VARIANCE_PREDICTION - 0.2, betas, x0)
 
 
 def test_closed_form_untrained_bound_is_l_null():

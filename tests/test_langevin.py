@@ -138,3 +138,18 @@ def test_max_pairwise_distance_and_mode_fractions(gen):
     torch.testing.assert_close(lg.nearest_mode_fractions(pts, means), torch.tensor([0.5, 0.5], dtype=torch.float64))
     with pytest.raises(ValueError):
         lg.max_pairwise_distance(x[:1])
+
+
+def test_sgld_samples_a_gaussian_posterior_and_validates_its_arguments():
+    gen = torch.Generator().manual_seed(3)
+    data = 1.0 + torch.randn(500, generator=gen, dtype=torch.float64)
+    grad = lambda th, b: -th + 500 / b.shape[1] * (b - th[:, None]).sum(1)  # noqa: E731 — prior N(0, 1)
+    theta = lg.sgld(grad, torch.zeros(400, dtype=torch.float64), data, 50, lambda t: 2e-4 * (1 + t / 50) ** -0.55,
+                    800, generator=gen)
+    precision = 1 + 500
+    assert abs(theta.mean().item() - data.sum().item() / precision) < 5 * precision**-0.5 / 20
+    assert abs(theta.std().item() * precision**0.5 - 1) < 0.2
+    with pytest.raises(ValueError, match="n_batch"):
+        lg.sgld(grad, theta, data, 0, lambda t: 1e-4, 10)
+    with pytest.raises(ValueError, match="step_size"):
+        lg.sgld(grad, theta, data, 10, lambda t: -1.0, 10)

@@ -1,5 +1,5 @@
 """The 2015 Gaussian diffusion model: schedule algebra, the reverse model, the bound K, sampling, the
-exact reverse kernels of a Gaussian mixture and the Section 2.4 entropy bounds."""
+exact reverse kernels of a Gaussian mixture and the entropy bounds of Section 2.6 / Appendix A."""
 
 import math
 

@@ -38,7 +38,7 @@ def lab(tmp_path_factory):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(value))
     args = (f"--no-browser --ServerApp.port={port} --ServerApp.port_retries=0 --IdentityProvider.token={token} "
-            f"--LabApp.user_settings_dir={settings}")
+            f"--LabApp.user_settings_dir={settings} --LabApp.workspaces_dir={tmp_path_factory.mktemp('workspaces')}")
     log = open(tmp_path_factory.mktemp("lab") / "lab.log", "w+")
     proc = subprocess.Popen(["make", "-s", "lab", f"LAB_ARGS={args}"], cwd=ROOT, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -72,6 +72,9 @@ def test_chapter_00_runs_and_its_slider_redraws(watched, lab):
     page, watch = watched(1400, 900)
     page.goto(f"{url}/lab/tree/00_toolkit.ipynb?token={token}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
+    select = page.locator(".jp-Dialog button", has_text="Select")  # JupyterLab may ask which kernel to start
+    if select.count():
+        select.first.click()
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
     page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
     page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
@@ -80,6 +83,8 @@ def test_chapter_00_runs_and_its_slider_redraws(watched, lab):
                          has_text="Traceback")
     deadline = time.time() + 300
     while not slider.is_visible():
+        if select.count() and select.first.is_visible():  # "Run All" without a kernel asks which one
+            select.first.click()
         if error.count():
             screenshot(page, "lab-chapter-00-error")
             pytest.fail(f"JupyterLab chapter 00: a cell raised before the widget: {error.first.inner_text()[:800]}")

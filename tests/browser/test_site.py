@@ -50,3 +50,16 @@ def test_search_finds_a_chapter(watched, site_url):
     screenshot(page, "site-search")
     assert any("DDPM" in h or "03" in h for h in hits), f"search.html?q=Tweedie: no chapter among {hits[:5]}"
     assert not watch.offsite, f"search.html: requests leaving 127.0.0.1: {watch.offsite[:5]}"
+
+
+def test_chapter_pages_link_on_and_collapse_solutions(watched, site_url):
+    page, _ = watched()
+    page.goto(f"{site_url}/chapters/03_ddpm.html", wait_until="load")
+    prev_href = page.locator("a.left-prev").get_attribute("href")
+    next_href = page.locator("a.right-next").get_attribute("href")
+    assert "02_score_matching_langevin" in prev_href and "04_ddim" in next_href, \
+        f"chapters/03_ddpm.html: previous/next links are {prev_href!r}, {next_href!r}"
+    page.goto(f"{site_url}/chapters/00_toolkit.html", wait_until="load")
+    solutions = page.locator("details.hide")
+    assert solutions.count() >= 2, "chapters/00_toolkit.html: the exercise solutions are not collapsible"
+    assert page.locator("details.hide[open]").count() == 0, "chapters/00_toolkit.html: a solution shows expanded"

@@ -1,4 +1,4 @@
-r"""Binomial diffusion (Sohl-Dickstein et al. 2015, Section 2 and Table App.1): the same recipe on bits.
+r"""Binomial diffusion (Sohl-Dickstein et al. 2015, Section 2.4.1 and Table App.1): the same recipe on bits.
 
 A bit keeps its value with probability 1 − β_n and is replaced by a fair coin with probability β_n:
 

@@ -53,13 +53,10 @@ def kernel_density(mixture: GaussianMixture, alpha_bar_prev: float, beta: float,
     return _log_mixture(points.to(torch.float64)[None], w, m, torch.linalg.cholesky(V)[None])[0].exp()
 
 
-def kernel_gaussianity_gap(mixture: GaussianMixture, alpha_bar_prev: float, beta: float, num: int = 256,
-                           samples: int = 256, generator: torch.Generator | None = None) -> float:
-    r"""E_{x_n} KL(q(x_{n−1} | x_n) ‖ its moment-matched Gaussian), nats: 0 iff every reverse kernel is Gaussian.
-
-    Monte Carlo: E[log q(x | x_n) − log N(x; μ, Σ)] over ``samples`` draws from each of ``num`` kernels at
-    x_n ~ q(x_n); scoring both densities on the same draws keeps the noise small near 0.
-    """
+def gaussianity_gap_samples(mixture: GaussianMixture, alpha_bar_prev: float, beta: float, num: int = 256,
+                            samples: int = 256, generator: torch.Generator | None = None) -> torch.Tensor:
+    r"""log q(x | x_n) − log N(x; μ, Σ) (num, samples) for ``samples`` draws x from each of ``num`` exact reverse kernels
+    at x_n ~ q(x_n), with (μ, Σ) each kernel's own moments: their mean is ``kernel_gaussianity_gap``."""
     ab_n, D = alpha_bar_prev * (1 - beta), mixture.D
     x_n = math.sqrt(ab_n) * mixture.sample(num, generator).double() + math.sqrt(1 - ab_n) * \
         torch.randn(num, D, generator=generator, dtype=torch.float64)
@@ -72,7 +69,17 @@ def kernel_gaussianity_gap(mixture: GaussianMixture, alpha_bar_prev: float, beta
     xs = torch.gather(m, 1, comp[..., None].expand(-1, -1, D)) + torch.einsum("bsij,bsj->bsi", chol[comp], z)
     log_kernel = _log_mixture(xs, w, m, chol[None])
     log_gauss = _log_mixture(xs, torch.ones(num, 1, dtype=torch.float64), mean[:, None], torch.linalg.cholesky(cov)[:, None])
-    return float((log_kernel - log_gauss).mean())
+    return log_kernel - log_gauss
+
+
+def kernel_gaussianity_gap(mixture: GaussianMixture, alpha_bar_prev: float, beta: float, num: int = 256,
+                           samples: int = 256, generator: torch.Generator | None = None) -> float:
+    r"""E_{x_n} KL(q(x_{n−1} | x_n) ‖ its moment-matched Gaussian), nats: 0 iff every reverse kernel is Gaussian.
+
+    Monte Carlo: E[log q(x | x_n) − log N(x; μ, Σ)] over ``samples`` draws from each of ``num`` kernels at
+    x_n ~ q(x_n); scoring both densities on the same draws keeps the noise small near 0.
+    """
+    return float(gaussianity_gap_samples(mixture, alpha_bar_prev, beta, num, samples, generator).mean())
 
 
 def reverse_entropy(mixture: GaussianMixture, betas: torch.Tensor, n: int, num: int = 20000,

@@ -71,10 +71,11 @@ def posterior(betas: torch.Tensor, n: torch.Tensor, x_n: torch.Tensor, x0: torch
 
 
 def entropy_bounds(betas: torch.Tensor, dim: int = 2) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""The paper's Section 2.4 bounds on H_q(X_{n−1} | X_n) for n = 2..T (nats), each (T − 1,).
+    r"""The paper's bounds on H_q(X_{n−1} | X_n) (its Section 2.6, Eq. 24, derived in Appendix A, Eqs. 25–36) for
+    n = 2..T (nats), each (T − 1,).
 
     lower = H_q(X_{n−1} | X_n, X_0) = (D/2) log(2πe β̃_n),   upper = H_q(X_n | X_{n−1}) = (D/2) log(2πe β_n).
-    The upper bound needs H_q(X_n) ≥ H_q(X_{n−1}); it holds when E|x_0|² ≤ D (see the chapter).
+    The upper bound needs H_q(X_n) ≥ H_q(X_{n−1}) (Appendix A, Eq. 28); it holds when E|x_0|² ≤ D (see the chapter).
     """
     beta_tilde = from_betas(_check_betas(betas)).beta_tildes[1:].to(betas.dtype)  # steps n = 2..T
     const = 0.5 * dim * math.log(2 * math.pi * math.e)

@@ -219,3 +219,18 @@ def nearest_mode_fractions(x: torch.Tensor, means: torch.Tensor) -> torch.Tensor
         raise ValueError(f"x (N, D) and means (K, D) must agree in D, got {tuple(x.shape)} and {tuple(means.shape)}")
     nearest = torch.cdist(x, means).argmin(dim=1)
     return torch.bincount(nearest, minlength=means.shape[0]).double() / x.shape[0]
+
+
+# ------------------------------------------------------------------------------------------------------ SGLD
+@torch.no_grad()
+def sgld(grad_estimate: Callable, theta: torch.Tensor, data: torch.Tensor, n_batch: int, step_size: Callable,
+         n_steps: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Welling & Teh's SGLD for independent scalar chains θ (C,): at step t draw a minibatch of ``n_batch`` points of
+    ``data`` (N,) per chain, g = ``grad_estimate(theta, batch)`` (C,), and set θ ← θ + (ε_t/2) g + √ε_t η with
+    ε_t = ``step_size(t)`` and η ~ N(0, 1). Returns the last θ."""
+    n_batch, n_steps = _check_steps("n_batch", n_batch), _check_steps("n_steps", n_steps)
+    for t in range(n_steps):
+        eps_t = _check_positive("step_size(t)", step_size(t))
+        batch = data[torch.randint(0, data.shape[0], (theta.shape[0], n_batch), generator=generator)]
+        theta = theta + eps_t / 2 * grad_estimate(theta, batch) + math.sqrt(eps_t) * _noise(theta, generator)
+    return theta

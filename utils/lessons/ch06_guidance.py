@@ -5,6 +5,8 @@ r"""Guidance in practice: a noise-aware classifier, guided sampling and its eval
 * ``sample_guided`` / ``evaluate_samples`` / ``guidance_sweep`` / ``guidance_panel`` draw class-conditional
   samples from any (guided) denoiser with fixed noise and score them with the course's feature classifier:
   label accuracy, mean confidence and the Fréchet-distance ratio (``utils.eval.metrics.fd_ratio``).
+  ``set_scores`` scores k disjoint parts of one sample set; two settings sampled with the same seed give
+  *paired* parts (same x_1), which ``compare_sets`` hands to ``utils.eval.metrics.compare``.
 * ``LabelledMixture``: a Gaussian mixture whose components carry soft labels p(y | component j). Every
   quantity guidance needs is exact: p_t(y | x) = Σ_j r_j(x) p(y | j), the conditional denoiser, the
   tempered density p_t(x) p_t(y | x)^s and, for well-separated components, its mixture weights
@@ -22,7 +24,7 @@ from utils.config import by_profile, get_device
 from utils.data import image_data
 from utils.denoiser import Denoiser
 from utils.forward import q_sample
-from utils.eval.metrics import classifier_logits, fd_ratio, feature_classifier
+from utils.eval.metrics import classifier_logits, compare, fd_ratio, feature_classifier
 from utils.data.mixture import GaussianMixture
 from utils.nets import Classifier
 from utils.samplers import sample_ddim, time_grid
@@ -185,16 +187,55 @@ def within_class_spread(x: torch.Tensor, labels: torch.Tensor) -> float:
     return float(torch.stack(spreads).mean())
 
 
+def set_scores(samples: torch.Tensor, labels: torch.Tensor, k: int, *, data=None) -> dict[str, list[float]]:
+    """Scores of k disjoint parts of one sample set (N, C, H, W): part i holds samples i·N/k … (i+1)·N/k − 1.
+
+    Returns ``dict(fd_ratio, accuracy, spread)``, each a list of k floats (FD ratio at n = N/k; spread relative to
+    the train split's). With ``balanced_labels`` and N/k a multiple of the number of classes every part is
+    balanced; two sample sets drawn with the same seed (``sample_guided``) give paired parts.
+    """
+    data = image_data() if data is None else data
+    labels = torch.as_tensor(labels).long().cpu()
+    if k < 1 or samples.shape[0] % k:
+        raise ValueError(f"k must divide the {samples.shape[0]} samples, got k = {k}")
+    m, real = samples.shape[0] // k, within_class_spread(data.train_x, data.train_y)
+    logits = classifier_logits(feature_classifier(data), samples)
+    out = {"fd_ratio": [], "accuracy": [], "spread": []}
+    for i in range(k):
+        part = slice(i * m, (i + 1) * m)
+        out["fd_ratio"].append(fd_ratio(samples[part], data, generator=0)["ratio"])
+        out["accuracy"].append(float((logits[part].argmax(1) == labels[part]).double().mean()))
+        out["spread"].append(within_class_spread(samples[part], labels[part]) / real)
+    return out
+
+
+def compare_sets(row_a: dict, row_b: dict, key: str, names: tuple[str, str], *, lower_is_better: bool = True,
+                 better: str = "better") -> dict:
+    """``utils.eval.metrics.compare`` of the paired ``row["sets"][key]`` scores of two settings.
+
+    ``better`` renames the verdict's word (e.g. "lower" for a spread, where lower is not better). Returns
+    compare's dict.
+    """
+    out = compare(row_a["sets"][key], row_b["sets"][key], names=names, lower_is_better=lower_is_better)
+    if better != "better":
+        out["verdict"] = out["verdict"].replace(" better", f" {better}")
+        out["text"] = out["text"].replace(" better", f" {better}")
+    return out
+
+
 def guidance_sweep(make_denoiser: Callable, values, labels: torch.Tensor, *, steps: int = 50, eta: float = 1.0,
-                   seed: int = 0, n_fd: int | None = None) -> list[dict]:
+                   seed: int = 0, n_fd: int | None = None, k: int | None = None) -> list[dict]:
     """For each guidance value v: samples of ``make_denoiser(v)`` (same noise for every v) and their scores.
 
-    Returns one dict per value: ``value``, ``samples`` and the entries of ``evaluate_samples``.
+    Returns one dict per value: ``value``, ``samples`` and the entries of ``evaluate_samples``; with ``k``, also
+    ``sets``: ``set_scores`` of k paired parts (for ``compare_sets``).
     """
     rows = []
     for v in values:
         samples = sample_guided(make_denoiser(v), labels, steps=steps, eta=eta, seed=seed)
         rows.append({"value": float(v), "samples": samples, **evaluate_samples(samples, labels, n_fd=n_fd)})
+        if k is not None:
+            rows[-1]["sets"] = set_scores(samples, labels, k)
     return rows
 
 
