@@ -109,7 +109,7 @@ class VPSDE(SDE):
 
 
 class SubVPSDE(VPSDE):
-    """Sub-VP (Song et al. 2021, Eq. 11): same drift as VP, smaller noise; variance (1 − ᾱ_t)² ≤ 1 − ᾱ_t."""
+    """Sub-VP (Song et al. 2021, Eq. 12): same drift as VP, smaller noise; variance (1 − ᾱ_t)² ≤ 1 − ᾱ_t."""
 
     def g2(self, t):
         t = _as_tensor(t)

@@ -8,10 +8,15 @@ NCSN's chain x_i = x_{i−1} + √(σ_i² − σ_{i−1}²) z becomes dx = √(d
 **Exact scores under any SDE.** A ``GaussianMixture`` pushed through an SDE with marginal x_t = m(t) x_0 + s(t) ε
 is again a mixture (means m μ_k, covariances m² Σ_k + s² I); ``MarginalSchedule`` presents (m, s) as a
 ``Schedule`` so that ``GaussianMixture.score_t`` gives the exact score for VP, sub-VP and VE alike.
+
+**Verdict checks** (``marginal_matches``, ``has_order``, ``matches_time_derivative``, ``within_floor``, …) take the
+answer under test, so the chapter and the tests can feed them the nearest wrong answer (the VP marginal for sub-VP,
+a missing ½, a score scaled by ``scaled_score``) and see it rejected.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
@@ -21,6 +26,7 @@ from utils.eval.metrics import sliced_wasserstein
 from utils.data.mixture import GaussianMixture
 from utils.data import analytic_mixture
 from utils.denoiser import ScoreModel
+from utils.lessons.ch00_toolkit import agrees
 from utils.ode import solve_ivp_torch
 from utils.samplers import (ancestral_step, check_time_grid, corrector_scale, langevin_correct, langevin_step_size,
                             reverse_diffusion_step, sample_euler_maruyama, sample_pc, sample_pf_ode, time_grid)
@@ -82,11 +88,13 @@ class ExactMixtureScore(ScoreModel):
         return self.mixture.log_prob_t(x, self.marginal_schedule, t)
 
 
-def density_time_derivatives(model: ExactMixtureScore, x: torch.Tensor, t: float, h: float = 1e-5) -> dict:
+def density_time_derivatives(model: ExactMixtureScore, x: torch.Tensor, t: float, h: float = 1e-5,
+                              diffusion_factor: float = 0.5, flow_factor: float = 0.5) -> dict:
     """Three expressions for ∂p_t/∂t at points x (B, D), which must agree (float64, autograd):
 
-    ``finite_difference`` (p_{t+h} − p_{t−h}) / 2h; ``fokker_planck`` −∇·(f p) + ½ g² Δp;
-    ``probability_flow`` −∇·(v p) with v = f − ½ g² ∇log p (the continuity equation of the PF-ODE).
+    ``finite_difference`` (p_{t+h} − p_{t−h}) / 2h; ``fokker_planck`` −∇·(f p) + c g² Δp with c =
+    ``diffusion_factor`` (right: ½); ``probability_flow`` −∇·(v p) with v = f − c' g² ∇log p, c' = ``flow_factor``
+    (right: ½; the continuity equation of the PF-ODE). Other factors are wrong answers for the check to reject.
     """
     sde = model.sde
     tt = torch.tensor(t, dtype=torch.float64)
@@ -98,12 +106,64 @@ def density_time_derivatives(model: ExactMixtureScore, x: torch.Tensor, t: float
     with torch.enable_grad():
         p = model.log_prob(x, tt).exp()
         grad_p = torch.autograd.grad(p.sum(), x, create_graph=True)[0]
-        fokker_planck = -div(sde.drift(x, tt) * p[:, None]) + 0.5 * sde.g2(tt) * div(grad_p)
-        flow = -div(sde.pf_ode_drift(x, tt, model.score(x, tt)) * p[:, None])
+        fokker_planck = -div(sde.drift(x, tt) * p[:, None]) + diffusion_factor * sde.g2(tt) * div(grad_p)
+        flow = -div(sde.pf_ode_drift(x, tt, 2 * flow_factor * model.score(x, tt)) * p[:, None])
     with torch.no_grad():
         fd = (model.log_prob(x, t + h).exp() - model.log_prob(x, t - h).exp()) / (2 * h)
     return {"finite_difference": fd.detach(), "fokker_planck": fokker_planck.detach(),
             "probability_flow": flow.detach()}
+
+
+def matches_time_derivative(derivatives: dict, key: str, rtol: float = 1e-5) -> bool:
+    """Does ``derivatives[key]`` equal the finite difference, within ``rtol`` of its largest value (the O(h²) error
+    of the central difference and float64 round-off)?"""
+    fd = derivatives["finite_difference"]
+    return bool((derivatives[key] - fd).abs().max() <= rtol * fd.abs().max())
+
+
+# --- the chapter's checks: each takes the answer under test, so a wrong answer can be fed to it ---------------
+
+
+def marginal_matches(x: torch.Tensor, mean, std, z: float = 5.0) -> bool:
+    """Are samples x (N, 1) consistent with N(mean, std²): sample mean within ``z`` standard errors (std/√N) and
+    sample variance within ``z`` standard errors (std² √(2/(N − 1)))?"""
+    n, mean, var = x.numel(), float(mean), float(std) ** 2
+    return (agrees(x.mean().item(), mean, math.sqrt(var / n), z)
+            and agrees(x.var().item(), var, var * math.sqrt(2 / (n - 1)), z))
+
+
+def has_order(nfe, errors, order: float, tol: float = 0.25) -> bool:
+    """Does the error fall at every refinement, with a log-log slope (``loglog_slope``) within ``tol`` of −``order``?"""
+    errors = np.asarray(errors, dtype=float)
+    return bool(np.all(np.diff(errors) < 0) and abs(loglog_slope(nfe, errors) + order) <= tol)
+
+
+def scaled_score(model, c: float) -> ScoreModel:
+    """``model`` with its score multiplied by ``c``: a wrong model for checks to reject. Through a sampler of the
+    reverse SDE, c = ½ gives the drift f − ½ g² ∇log p (the probability flow's) with the SDE's noise; through the
+    probability-flow ODE, c = 2 gives f − g² ∇log p (the reverse SDE's drift) without its noise."""
+    return ScoreModel(lambda x, t, y=None: c * model.score(x, t, y), model.sde)
+
+
+def within_floor(sw_over_floor: float, factor: float = 1.5) -> bool:
+    """Is a sampler's SW / floor below ``factor`` (the sampler reproduces the data up to a small discretisation
+    error)?"""
+    return sw_over_floor < factor
+
+
+def equal_within(a: torch.Tensor, b: torch.Tensor, atol: float) -> bool:
+    """max |a − b| ≤ ``atol`` (e.g. an ODE likelihood against the true log-density, to the solver's tolerance)."""
+    return bool((a - b).abs().max() <= atol)
+
+
+def mean_is_zero(errors: torch.Tensor, z: float = 3.0) -> bool:
+    """Is the mean of ``errors`` (B,) zero within ``z`` standard errors (an unbiased estimator's errors)?"""
+    return agrees(errors.mean().item(), 0.0, errors.std().item() / math.sqrt(len(errors)), z)
+
+
+def closer_by(distance: float, others, factor: float = 10.0) -> bool:
+    """Is ``distance`` more than ``factor`` times smaller than every one of ``others``?"""
+    return all(distance * factor < d for d in others)
 
 
 # --- discrete chains and their SDE limits ----------------------------------------------------------------
