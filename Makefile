@@ -29,7 +29,7 @@ LAB_ARGS ?=
 
 DOCS_STAMP := $(VENV)/.installed-docs
 $(DOCS_STAMP): pyproject.toml $(STAMP)
-	$(BIN)/python -m pip install -e ".[dev,docs,browser]"
+	$(BIN)/python -m pip install --quiet -e ".[dev,docs,browser]"
 	@touch $(DOCS_STAMP)
 
 lab: $(STAMP)

@@ -14,6 +14,7 @@ import time
 import urllib.request
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from browserkit import ROOT, screenshot
 
@@ -73,11 +74,19 @@ def test_chapter_00_runs_and_its_slider_redraws(watched, lab):
     page.goto(f"{url}/lab/tree/00_toolkit.ipynb?token={token}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     select = page.locator(".jp-Dialog button", has_text="Select")  # JupyterLab may ask which kernel to start
-    if select.count():
-        select.first.click()
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
-    page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
-    page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+    started = page.locator(".jp-InputPrompt", has_text="[*]")
+    for _ in range(4):  # Run All, and again if JupyterLab was still choosing a kernel and dropped the request
+        page.wait_for_timeout(3000)
+        if select.count() and select.first.is_visible():
+            select.first.click()
+            page.wait_for_timeout(3000)
+        page.locator(".lm-MenuBar-itemLabel", has_text=re.compile(r"^Run$")).click()
+        page.locator(".lm-Menu-itemLabel", has_text=re.compile(r"^Run All Cells$")).click()
+        try:
+            started.first.wait_for(timeout=20_000)
+            break
+        except PlaywrightTimeout:
+            continue
     slider = page.locator(".widget-interact .widget-slider").first
     error = page.locator(".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']",
                          has_text="Traceback")
