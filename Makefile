@@ -5,21 +5,33 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
 
-.PHONY: lab test unit course clean-cache help site test-browser
+.PHONY: lab test unit course clean-cache help site test-browser pair check
 
 help:
-	@echo "make lab    - install into $(VENV) and open JupyterLab on chapters/"
+	@echo "make lab    - install into $(VENV) and open JupyterLab at the repository root"
 	@echo "make test   - install, then unit tests + notebook checks + every chapter under nbval (smoke profile)"
 	@echo "make unit   - unit tests only"
 	@echo "make course - execute every chapter in place in the current profile (refreshes figures/)"
+	@echo "make pair   - after editing chapters/*.py: update the paired .ipynb, keeping its stored outputs"
+	@echo "make check  - quick checks (seconds): pairing, stored notebooks executed in order, no stored errors"
 	@echo "make site   - build the offline website from the stored notebooks into build/site"
 	@echo "make test-browser - real-browser tests (Chromium): JupyterLab, every page of the site"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
+# On Linux without an NVIDIA driver, take torch's CPU build (a few hundred MB) before pyproject's plain `torch`
+# would pull the CUDA build (about 3 GB). With a GPU, or when torch is already installed, nothing changes.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --upgrade pip
+	@if ! $(BIN)/python -c "import torch" 2>/dev/null && [ "$$(uname -s)" = Linux ] \
+	    && ! command -v nvidia-smi >/dev/null 2>&1; then \
+		echo "no CUDA here: installing torch's CPU build from $(TORCH_CPU_INDEX)"; \
+		$(BIN)/python -m pip install torch --index-url $(TORCH_CPU_INDEX) \
+		  || echo "could not reach $(TORCH_CPU_INDEX); pip will choose torch itself"; \
+	fi
 	$(BIN)/python -m pip install -e ".[dev]"
 	@touch $(STAMP)
 
@@ -33,7 +45,7 @@ $(DOCS_STAMP): pyproject.toml $(STAMP)
 	@touch $(DOCS_STAMP)
 
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=chapters $(ALLOW_ROOT) $(LAB_ARGS)
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. $(ALLOW_ROOT) $(LAB_ARGS)
 
 # Each test process uses one thread: on a 2-core machine with two pytest workers, more only fight.
 test: $(STAMP)
@@ -57,6 +69,14 @@ site: $(DOCS_STAMP)
 test-browser: $(DOCS_STAMP)
 	$(BIN)/python docs/build_site.py
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -v tests/browser
+
+# The one output-preserving way to carry edits of a chapter's .py into its .ipynb (--update keeps the outputs).
+PY_TWINS := $(NOTEBOOKS:.ipynb=.py)
+pair: $(STAMP)
+	@for py in $(PY_TWINS); do $(BIN)/jupytext --to ipynb --update --quiet $$py || exit 1; done
+
+check: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_notebooks.py
 
 clean-cache:
 	rm -rf .cache

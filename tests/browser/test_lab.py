@@ -71,7 +71,7 @@ def test_chapter_00_runs_and_its_slider_redraws(watched, lab):
     url, token = lab
     stored = hashlib.sha256(CHAPTER.read_bytes()).hexdigest()
     page, watch = watched(1400, 900)
-    page.goto(f"{url}/lab/tree/00_toolkit.ipynb?token={token}", wait_until="domcontentloaded")
+    page.goto(f"{url}/lab/tree/chapters/00_toolkit.ipynb?token={token}", wait_until="domcontentloaded")
     page.wait_for_selector(".jp-NotebookPanel .jp-Cell", timeout=120_000)
     select = page.locator(".jp-Dialog button", has_text="Select")  # JupyterLab may ask which kernel to start
     started = page.locator(".jp-InputPrompt", has_text="[*]")
