@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
 
-.PHONY: lab test unit course clean-cache help site test-browser pair check
+.PHONY: lab test unit course clean-cache help site test-browser pair check models
 
 help:
 	@echo "make lab    - install into $(VENV) and open JupyterLab at the repository root"
@@ -14,6 +14,7 @@ help:
 	@echo "make course - execute every chapter in place in the current profile (refreshes figures/)"
 	@echo "make pair   - after editing chapters/*.py: update the paired .ipynb, keeping its stored outputs"
 	@echo "make check  - quick checks (seconds): pairing, stored notebooks executed in order, no stored errors"
+	@echo "make models - retrain every shipped cpu-profile model (about an hour) and rewrite checkpoints/MANIFEST.json"
 	@echo "make site   - build the offline website from the stored notebooks into build/site"
 	@echo "make test-browser - real-browser tests (Chromium): JupyterLab, every page of the site"
 
@@ -77,6 +78,10 @@ pair: $(STAMP)
 
 check: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q -p no:cacheprovider tests/test_notebooks.py
+
+# Retrains in a fresh cache, never loading checkpoints/ itself. `make models FROM_CACHE=DIR` ships DIR's models instead.
+models: $(STAMP)
+	OMP_NUM_THREADS=1 $(BIN)/python checkpoints/make_models.py $(if $(FROM_CACHE),--from-cache $(FROM_CACHE),)
 
 clean-cache:
 	rm -rf .cache

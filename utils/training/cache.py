@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import warnings
 from typing import Callable
@@ -18,6 +19,10 @@ import torch
 from utils.config import cache_dir
 from utils.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from utils.training.loop import ADDED_DEFAULTS, COSMETIC, TrainConfig, TrainResult, train
+from utils.training.shipped import load_shipped
+
+# When a list, every cached_train call appends (name, cache key, key dict, result): how `make models` collects them.
+RECORD: list | None = None
 
 
 def _fingerprint(t: torch.Tensor | None) -> dict | None:
@@ -49,6 +54,9 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
                  progress: bool = True) -> TrainResult:
     """Train ``make_model()`` once and keep it in ``cache_dir()/models/<name>-<hash>.pt``; later calls load it.
 
+    Before training, a shipped model with the same key (``utils.training.shipped``: EMA weights only, sha256
+    checked) is loaded instead, unless ``COURSE_NO_SHIPPED=1``.
+
     ``key`` must describe everything else the result depends on (model kwargs, schedule, loss options);
     ``make_model`` is called with torch seeded from ``config.seed``, so the same inputs give the same weights.
     """
@@ -66,8 +74,13 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
         except (CheckpointError, RuntimeError, KeyError) as err:
             warnings.warn(f"cached model {path} could not be loaded, retraining it: {err}")
         else:
-            return TrainResult(model=ema.eval(), raw_model=model.eval(), losses=state["losses"].cpu().numpy(),
-                               seconds=float(state["seconds"]), loaded=True, path=path)
+            return _recorded(name, h, key, TrainResult(model=ema.eval(), raw_model=model.eval(),
+                                                       losses=state["losses"].cpu().numpy(),
+                                                       seconds=float(state["seconds"]), loaded=True, path=path))
+    if os.environ.get("COURSE_NO_SHIPPED") != "1":
+        shipped = load_shipped(name, h, make_model, data.device)
+        if shipped is not None:
+            return _recorded(name, h, key, shipped)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = make_model()
@@ -78,4 +91,10 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
                            "config": config.to_dict(), "key": json.dumps(key, sort_keys=True), "name": name})
     partial.unlink(missing_ok=True)
     result.path = path
+    return _recorded(name, h, key, result)
+
+
+def _recorded(name: str, h: str, key: dict | None, result: TrainResult) -> TrainResult:
+    if RECORD is not None:
+        RECORD.append((name, h, key, result))
     return result
