@@ -22,6 +22,20 @@ def agrees(estimate: float, claimed: float, std_err: float, z: float = 5.0) -> b
     return abs(estimate - claimed) <= z * std_err
 
 
+def regress(y: torch.Tensor, x: torch.Tensor) -> dict:
+    """Least squares of y on x (both (N,)), with standard errors: dict(slope, slope_se, intercept, intercept_se,
+    residual, residual_se), the residual being the variance left around the line (Var[y | x] for Gaussian pairs)."""
+    n = x.numel()
+    cov = torch.cov(torch.stack([x.reshape(-1), y.reshape(-1)]).double())
+    var_x, slope = cov[0, 0].item(), (cov[0, 1] / cov[0, 0]).item()
+    mean_x = x.double().mean().item()
+    resid = (cov[1, 1] - slope * cov[0, 1]).item()
+    return {"slope": slope, "slope_se": math.sqrt(resid / (n * var_x)),
+            "intercept": y.double().mean().item() - slope * mean_x,
+            "intercept_se": math.sqrt(resid / n * (1 + mean_x**2 / var_x)),
+            "residual": resid, "residual_se": resid * math.sqrt(2 / (n - 2))}
+
+
 def two_steps_are_one_jump(step: Callable, schedule: Schedule, m: float, s: float, t1: float, t2: float, *,
                            n: int = 200_000, generator: torch.Generator | None = None, z: float = 5.0) -> bool:
     """Noise x_0 ~ N(m, s²) with ``step(schedule, x, t_prev, t, generator)`` from 0 to t1, then to t2, and check
@@ -40,8 +54,7 @@ def posterior_variance_matches(variance: Callable, schedule: Schedule, m: float,
     ``variance(alpha, sigma, s)`` (the claimed Var[x_0 | x_t]) within ``z`` standard errors."""
     x0 = m + s * torch.randn(n, 1, generator=generator, dtype=torch.float64)
     xt, _ = forward.q_sample(schedule, x0, t, generator=generator)
-    cov = torch.cov(torch.cat([x0, xt], 1).T)
-    resid = (cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1]).item()
+    resid = regress(x0, xt)["residual"]
     alpha, sigma = schedule.alpha(torch.tensor(t)).item(), schedule.sigma(torch.tensor(t)).item()
     claimed = variance(alpha, sigma, s)
     return agrees(resid, claimed, claimed * math.sqrt(2 / (n - 2)), z)
@@ -54,11 +67,9 @@ def posterior_slope_matches(slope: Callable, schedule: Schedule, m: float, s: fl
     se = √(residual variance / (n Var x_t))."""
     x0 = m + s * torch.randn(n, 1, generator=generator, dtype=torch.float64)
     xt, _ = forward.q_sample(schedule, x0, t, generator=generator)
-    cov = torch.cov(torch.cat([x0, xt], 1).T)
-    fitted = (cov[0, 1] / cov[1, 1]).item()
-    resid = (cov[0, 0] - cov[0, 1] ** 2 / cov[1, 1]).item()
+    fit = regress(x0, xt)
     alpha, sigma = schedule.alpha(torch.tensor(t)).item(), schedule.sigma(torch.tensor(t)).item()
-    return agrees(fitted, slope(alpha, sigma, s), math.sqrt(resid / (n * cov[1, 1].item())), z)
+    return agrees(fit["slope"], slope(alpha, sigma, s), fit["slope_se"], z)
 
 
 def moments_match(x: torch.Tensor, mean: float, std: float, z: float = 5.0) -> bool:

@@ -12,7 +12,7 @@ import math
 import torch
 
 from utils.data.mixture import GaussianMixture
-from utils.lessons.ch00_toolkit import agrees
+from utils.lessons.ch00_toolkit import agrees, regress
 from utils.lessons.ch01_kernels import gaussianity_gap_samples, reverse_kernel
 
 
@@ -37,16 +37,12 @@ def posterior_matches(x_prev: torch.Tensor, x_n: torch.Tensor, x0: torch.Tensor,
     """Simulated pairs (x_{n−1}, x_n) (N, D), all from the point x0 (D,), against the claim
     q(x_{n−1} | x_n, x_0) = N(c_x0 x0 + c_xt x_n, var I): least squares of x_{n−1} on x_n per coordinate; slope,
     intercept and residual variance within z standard errors of the regression."""
-    N, c_xt, c_x0, var = x_n.shape[0], float(c_xt), float(c_x0), float(var)
+    c_xt, c_x0, var = float(c_xt), float(c_x0), float(var)
     for d in range(x_n.shape[1]):
-        u, y = x_n[:, d].double(), x_prev[:, d].double()
-        slope = torch.cov(torch.stack([u, y]))[0, 1].item() / u.var().item()
-        intercept = (y.mean() - slope * u.mean()).item()
-        resid = (y - intercept - slope * u).var().item()
-        se_slope = math.sqrt(resid / (N * u.var().item()))
-        se_intercept = math.sqrt(resid / N * (1 + u.mean().item() ** 2 / u.var().item()))
-        if not (agrees(slope, c_xt, se_slope, z) and agrees(intercept, c_x0 * float(x0[d]), se_intercept, z)
-                and agrees(resid, var, resid * math.sqrt(2 / (N - 1)), z)):
+        fit = regress(x_prev[:, d], x_n[:, d])
+        if not (agrees(fit["slope"], c_xt, fit["slope_se"], z)
+                and agrees(fit["intercept"], c_x0 * float(x0[d]), fit["intercept_se"], z)
+                and agrees(fit["residual"], var, fit["residual_se"], z)):
             return False
     return True
 

@@ -16,7 +16,7 @@ import torch
 from utils import forward
 from utils.eval.likelihood import from_levels
 from utils.gaussians import kl_normal, log_normal, sum_features
-from utils.lessons.ch00_toolkit import agrees
+from utils.lessons.ch00_toolkit import agrees, regress
 from utils.oracles import mixture_denoiser
 from utils.schedules import DiscreteSchedule, Schedule
 from utils.tensors import append_dims
@@ -68,14 +68,7 @@ def posterior_regression(schedule: DiscreteSchedule, step: int, x0: float, *, n:
     s, t = _times(step, schedule.T)
     x_prev, _ = forward.q_sample(schedule, torch.full((n, 1), float(x0), **F64), s, generator=generator)
     x_n = forward.q_step(schedule, x_prev, s, t, generator=generator)
-    cov = torch.cov(torch.cat([x_prev, x_n], 1).T)
-    slope = (cov[0, 1] / cov[1, 1]).item()
-    intercept = (x_prev.mean() - slope * x_n.mean()).item()
-    resid = (cov[0, 0] - slope * cov[0, 1]).item()
-    var_x, mean_x = cov[1, 1].item(), x_n.mean().item()
-    return {"slope": slope, "slope_se": math.sqrt(resid / (n * var_x)),
-            "intercept": intercept, "intercept_se": math.sqrt(resid * (1 / n + mean_x**2 / (n * var_x))),
-            "residual": resid, "residual_se": resid * math.sqrt(2 / (n - 2))}
+    return regress(x_prev[:, 0], x_n[:, 0])
 
 
 def posterior_matches(claimed: tuple, schedule: DiscreteSchedule, step: int, x0: float, *, n: int = 400_000,
