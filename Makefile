@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
 
-.PHONY: lab test unit course clean-cache help site test-browser pair check models
+.PHONY: lab test unit course clean-cache help site slides test-browser pair check models gpu-check
 
 help:
 	@echo "make lab    - install into $(VENV) and open JupyterLab at the repository root"
@@ -15,8 +15,10 @@ help:
 	@echo "make pair   - after editing chapters/*.py: update the paired .ipynb, keeping its stored outputs"
 	@echo "make check  - quick checks (seconds): pairing, stored notebooks executed in order, no stored errors"
 	@echo "make models - retrain every shipped cpu-profile model (about an hour) and rewrite checkpoints/MANIFEST.json"
+	@echo "make gpu-check - on a CUDA machine: gpu-profile throughput, memory and FD ratio in ~7 min (build/gpu_check.json)"
 	@echo "make site   - build the offline website from the stored notebooks into build/site"
-	@echo "make test-browser - real-browser tests (Chromium): JupyterLab, every page of the site"
+	@echo "make slides - one offline reveal.js deck per chapter, from the stored notebooks, into build/slides"
+	@echo "make test-browser - real-browser tests (Chromium): JupyterLab, every page of the site, every slide deck"
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -66,9 +68,14 @@ course: $(STAMP)
 site: $(DOCS_STAMP)
 	$(BIN)/python docs/build_site.py
 
+# The slide decks (seconds): stored outputs only, reveal.js and MathJax bundled. Open build/slides/index.html.
+slides: $(DOCS_STAMP)
+	$(BIN)/python docs/build_slides.py
+
 # Needs Chromium (Debian: apt-get install chromium; or CHROMIUM=/path). Screenshots: build/screenshots/.
 test-browser: $(DOCS_STAMP)
 	$(BIN)/python docs/build_site.py
+	$(BIN)/python docs/build_slides.py
 	OMP_NUM_THREADS=1 $(BIN)/python -m pytest -p no:cacheprovider -v tests/browser
 
 # The one output-preserving way to carry edits of a chapter's .py into its .ipynb (--update keeps the outputs).
@@ -82,6 +89,10 @@ check: $(STAMP)
 # Retrains in a fresh cache, never loading checkpoints/ itself. `make models FROM_CACHE=DIR` ships DIR's models instead.
 models: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/python checkpoints/make_models.py $(if $(FROM_CACHE),--from-cache $(FROM_CACHE),)
+
+# CUDA only (GPU_CHECK_DRY_RUN=1: the same code on the CPU at tiny sizes); GPU_CHECK_BUDGET_S sets the seconds (420).
+gpu-check: $(STAMP)
+	$(BIN)/python -m utils.eval.gpu_check
 
 clean-cache:
 	rm -rf .cache

@@ -8,10 +8,13 @@ The **core** — the maths, at the top of the package, only torch/numpy/scipy be
 4. ``forward``    q(x_t | x_0), one forward step, the posterior q(x_s | x_t, x_0)
 5. ``denoiser``   one network, every parameterisation (ε, x̂_0, v, score), and the one model protocol
 6. ``sde``        VP, sub-VP and VE SDEs: drifts, diffusions, marginals
-7. ``samplers``   DDPM, DDIM, Euler–Maruyama, predictor–corrector, probability-flow ODE: plain functions
-8. ``guidance``   classifier and classifier-free guidance, as models that hold a denoiser
-9. ``oracles``    exact denoisers (Gaussian, Gaussian mixture, finite data set) for checking everything else
-10. ``ode``       the one bridge to scipy's ODE solvers
+7. ``time_grids`` sampling grids (uniform, t², uniform in λ, EDM's), and t from λ by bisection
+8. ``samplers``   DDPM, DDIM, Euler–Maruyama, predictor–corrector, probability-flow ODE: plain functions
+9. ``solvers``    fast ODE solvers: DPM-Solver, DPM-Solver++, PNDM, DEIS, UniPC (exponential integrators in λ)
+10. ``analytic_dpm`` Analytic-DPM: the optimal reverse variance of a DDPM step from the model's ε̂
+11. ``guidance``  classifier and classifier-free guidance, as models that hold a denoiser
+12. ``oracles``   exact denoisers (Gaussian, Gaussian mixture, finite data set) for checking everything else
+13. ``ode``       the one bridge to scipy's ODE solvers
 
 Around it, by role (each layer imports only the core and the layers listed before it; a test checks this):
 

@@ -17,6 +17,9 @@ The SDE samplers (Song et al. 2021) use the model's score and an SDE (``utils.sd
 Predictors are named step functions ``(model, sde, x, t, t_next, y) -> (mean, var)`` passed to ``sample_pc``;
 the corrector is ``langevin_correct``. As in the paper's reference samplers, the last step (to t = 0) adds
 no noise.
+
+The grids (``time_grid``, ``check_time_grid``) live in ``utils.time_grids`` and the fast ODE solvers (DPM-Solver,
+DPM-Solver++, PNDM, DEIS, UniPC) in ``utils.solvers``; both are re-exported here.
 """
 
 from __future__ import annotations
@@ -27,42 +30,9 @@ import torch
 
 from utils.ode import solve_ivp_torch
 from utils.sde import SDE, resolve_sde, step_kernel
-
-
-def check_time_grid(ts: torch.Tensor) -> torch.Tensor:
-    """Validate a sampling grid: 1-D, strictly decreasing, values in [0, 1], ending at exactly 0."""
-    ts = torch.as_tensor(ts)
-    if ts.dim() != 1 or ts.numel() < 2:
-        raise ValueError(f"ts must be a 1-D tensor of at least 2 times, got shape {tuple(ts.shape)}")
-    if not torch.all(ts[1:] < ts[:-1]):
-        raise ValueError("ts must be strictly decreasing")
-    if ts[-1].item() != 0.0:
-        raise ValueError(f"ts must end at 0, got {ts[-1].item()}")
-    if ts[0].item() > 1.0:
-        raise ValueError(f"ts must lie in [0, 1], got ts[0] = {ts[0].item()}")
-    return ts
-
-
-SPACINGS = {"uniform": lambda u: u, "t_squared": lambda u: u**2}  # u runs from 1 down to 0
-
-
-def time_grid(steps: int, *, spacing: str = "uniform", t_max: float = 1.0, T: int | None = None) -> torch.Tensor:
-    """A grid of ``steps`` steps from ``t_max`` down to 0, shape (steps + 1,).
-
-    ``spacing``: "uniform" in t, or "t_squared": t = t_max u² for u uniform (denser near 0; DDIM's "quadratic"
-    sub-sequence of the T training steps is ``utils.lessons.ch04_ddim.ddim_grid``). With ``T`` given, the times are rounded to the training grid
-    n / T (DDIM's sub-sequence τ of the T training steps).
-    """
-    if steps < 1:
-        raise ValueError(f"steps must be >= 1, got {steps}")
-    if spacing not in SPACINGS:
-        raise ValueError(f"spacing={spacing!r} is not one of {tuple(SPACINGS)}")
-    ts = t_max * SPACINGS[spacing](torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64))
-    if T is not None:
-        n = torch.round(ts * T)
-        n = torch.unique_consecutive(n)  # rounding may merge neighbours at fine grids
-        ts = n / T
-    return ts.to(torch.get_default_dtype())
+from utils.solvers import (sample_deis, sample_dpm_solver, sample_dpmpp_2m, sample_dpmpp_2s, sample_pndm,  # noqa: F401
+                           sample_unipc)
+from utils.time_grids import SPACINGS, check_time_grid, time_grid  # noqa: F401  (re-exported)
 
 
 # --- DDIM and DDPM -------------------------------------------------------------------------------------------

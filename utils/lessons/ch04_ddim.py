@@ -204,7 +204,7 @@ def sample_table(denoiser, x: torch.Tensor, steps: Sequence[int], etas: Sequence
     return out
 
 
-def _digest(net, x: torch.Tensor, options: dict) -> str:
+def digest(net, x: torch.Tensor, options: dict) -> str:
     """sha256 of a network's parameters and buffers, the start batch and the options."""
     h = hashlib.sha256(json.dumps(options, sort_keys=True).encode())
     tensors = list(net.state_dict().values()) if isinstance(net, torch.nn.Module) else []
@@ -226,7 +226,7 @@ def cached_sample_table(denoiser, x: torch.Tensor, steps: Sequence[int], etas: S
     """
     options = {"steps": [int(S) for S in steps], "etas": [float(e) for e in etas], "T": int(T), "spacing": spacing,
                "seed": int(seed), "schedule": repr(denoiser.schedule), "predicts": getattr(denoiser, "predicts", None)}
-    path = cache_dir() / "samples" / f"{name}-{_digest(denoiser.net, x, options)[:12]}.pt"
+    path = cache_dir() / "samples" / f"{name}-{digest(denoiser.net, x, options)[:12]}.pt"
     if path.exists():
         try:
             state = load_checkpoint(path)
