@@ -7,6 +7,7 @@ r"""Training: losses, the loop, the cache, checkpoints and the course's standard
 - ``checkpoints``: atomic, verified ``save_checkpoint`` / ``load_checkpoint``
 - ``zoo``: the standard models as frozen spec dataclasses: ``toy_ddpm``, ``digits_ddpm``, ``dequantised_digits_ddpm``
 - ``shipped``: the trained cpu-profile models in ``checkpoints/`` (EMA weights, checksummed), loaded before training
+- ``distributed``: the same training on several processes (torchrun, DistributedDataParallel), resumable
 """
 
 from utils.training.cache import cache_key, cached_train

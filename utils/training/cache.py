@@ -12,6 +12,7 @@ import json
 import os
 import re
 import warnings
+from pathlib import Path
 from typing import Callable
 
 import torch
@@ -60,11 +61,8 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
     ``key`` must describe everything else the result depends on (model kwargs, schedule, loss options);
     ``make_model`` is called with torch seeded from ``config.seed``, so the same inputs give the same weights.
     """
-    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
-        raise ValueError(f"name must be a non-empty file-name-safe string, got {name!r}")
-    h = cache_key(name, config, key, data, labels)
-    folder = cache_dir() / "models"
-    path = folder / f"{name}-{h[:12]}.pt"
+    path = cache_path(name, config, key, data, labels)
+    h, folder = cache_key(name, config, key, data, labels), path.parent
     if path.exists():
         try:
             state = load_checkpoint(path, map_location=data.device)
@@ -86,12 +84,26 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
         model = make_model()
     partial = folder / f".{name}-{h[:12]}.partial.pt"
     result = train(model, loss_fn, data, config, labels=labels, progress=progress, checkpoint_path=partial)
-    save_checkpoint(path, {"model": result.raw_model.state_dict(), "ema": result.model.state_dict(),
-                           "losses": torch.from_numpy(result.losses), "seconds": result.seconds,
-                           "config": config.to_dict(), "key": json.dumps(key, sort_keys=True), "name": name})
+    store_trained(path, result, config, key, name)
     partial.unlink(missing_ok=True)
-    result.path = path
     return _recorded(name, h, key, result)
+
+
+def cache_path(name: str, config: TrainConfig, key: dict | None, data: torch.Tensor,
+               labels: torch.Tensor | None = None) -> Path:
+    """Where ``cached_train`` keeps (and looks for) this model: ``cache_dir()/models/<name>-<hash[:12]>.pt``."""
+    if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        raise ValueError(f"name must be a non-empty file-name-safe string, got {name!r}")
+    return cache_dir() / "models" / f"{name}-{cache_key(name, config, key, data, labels)[:12]}.pt"
+
+
+def store_trained(path, result: TrainResult, config: TrainConfig, key: dict | None, name: str) -> Path:
+    """Write a finished training (raw and EMA weights, losses, seconds) in the cache's format; sets ``result.path``."""
+    result.path = save_checkpoint(path, {"model": result.raw_model.state_dict(), "ema": result.model.state_dict(),
+                                         "losses": torch.from_numpy(result.losses), "seconds": result.seconds,
+                                         "config": config.to_dict(), "key": json.dumps(key, sort_keys=True),
+                                         "name": name})
+    return result.path
 
 
 def _recorded(name: str, h: str, key: dict | None, result: TrainResult) -> TrainResult:

@@ -2,7 +2,9 @@ r"""One training loop: AdamW, EMA, a progress bar, bf16 on CUDA, resumable check
 
 ``train`` runs any ``loss_fn(model, x, y, generator) -> scalar`` (``utils.training.losses``) on batches drawn with
 replacement; ``train_step`` is one optimisation step (loss, backward, clip, step, EMA), ``train`` the housekeeping
-around it (resume, checkpoints, the nan check, the learning-rate schedule, the progress bar).
+around it (resume, checkpoints, the nan check, the learning-rate schedule, the progress bar). ``mixed_precision`` is
+the one place that decides bf16 autocast, on the data's device; ``training_state`` / ``restore_training_state`` are
+the checkpoint format (``utils.training.distributed`` writes and reads the same one).
 """
 
 from __future__ import annotations
@@ -91,7 +93,8 @@ def learning_rate(config: TrainConfig, step: int) -> float:
     return config.lr * scale
 
 
-def _ema(model: torch.nn.Module, config: TrainConfig) -> AveragedModel:
+def make_ema(model: torch.nn.Module, config: TrainConfig) -> AveragedModel:
+    """The EMA of ``model``'s parameters and buffers (``AveragedModel``), with ``config``'s decay and warm-up."""
     def update(ema_params, params, _):
         n = int(ema.n_averaged)  # a CPU buffer: no device sync
         decay = min(config.ema_decay, (1 + n) / (10 + n)) if config.ema_warmup else config.ema_decay
@@ -100,7 +103,16 @@ def _ema(model: torch.nn.Module, config: TrainConfig) -> AveragedModel:
     return ema
 
 
-def _check_finite(losses: torch.Tensor, start: int, path) -> None:
+def mixed_precision(device, bf16: bool | None = None):
+    """The autocast context of training on ``device``: bf16 autocast on ``device.type`` when ``bf16`` is True, none
+    when False; None (the default) means bf16 on CUDA only, so CPU runs stay in float32 unless asked."""
+    device = torch.device(device)
+    if bf16 is None:
+        bf16 = device.type == "cuda"
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def check_finite(losses: torch.Tensor, start: int, path) -> None:
     """Raise TrainingError at the first nan/inf among ``losses`` (steps start+1, start+2, ...)."""
     bad = ~torch.isfinite(losses)
     if bool(bad.any()):
@@ -110,10 +122,11 @@ def _check_finite(losses: torch.Tensor, start: int, path) -> None:
                             "Try a lower lr, grad_clip, or check the data for nan.")
 
 
-def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, ema: AveragedModel,
+def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optimizer, ema: AveragedModel | None,
                x: torch.Tensor, y: torch.Tensor | None, gen: torch.Generator, config: TrainConfig,
                autocast) -> torch.Tensor:
-    """One step on the batch x (B, ...), labels y (B,) or None: loss, backward, clip, AdamW, EMA update.
+    """One step on the batch x (B, ...), labels y (B,) or None: loss, backward, clip, AdamW, EMA update
+    (``ema`` None: no EMA, e.g. on the ranks of a distributed run that do not keep it).
 
     Returns the loss (a detached scalar, still on the device: reading it would sync).
     """
@@ -124,18 +137,20 @@ def train_step(model: torch.nn.Module, loss_fn: Callable, opt: torch.optim.Optim
     if config.grad_clip:
         torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
     opt.step()
-    ema.update_parameters(model)
+    if ema is not None:
+        ema.update_parameters(model)
     return loss.detach()
 
 
 def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config: TrainConfig, *,
           labels: torch.Tensor | None = None, progress: bool = True, checkpoint_path=None,
-          resume: bool = True) -> TrainResult:
+          resume: bool = True, bf16: bool | None = None) -> TrainResult:
     """Train ``model`` on ``data`` (N, ...) with ``loss_fn(model, x, y, generator) -> scalar``.
 
     Batches of ``config.batch_size`` rows are drawn with replacement by a generator seeded with
     ``config.seed`` (the same generator is passed to ``loss_fn``), so a run is reproducible on CPU and a
-    resumed run continues exactly where it stopped. The model moves to ``data``'s device.
+    resumed run continues exactly where it stopped. The model moves to ``data``'s device. ``bf16``: see
+    ``mixed_precision`` (None: bf16 autocast on CUDA only).
     """
     if not isinstance(config, TrainConfig):
         raise TypeError(f"config must be a TrainConfig, got {type(config).__name__}")
@@ -151,7 +166,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
     with torch.random.fork_rng(devices=[device] if cuda else []), torch.enable_grad():
         torch.manual_seed(config.seed)
         model.to(device).train()
-        ema = _ema(model, config)
+        ema = make_ema(model, config)
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
         gen = torch.Generator().manual_seed(config.seed)
         losses, start, seconds = torch.zeros(0), 0, 0.0
@@ -161,18 +176,16 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
             except CheckpointError as err:
                 warnings.warn(f"ignoring an unreadable training checkpoint and starting afresh: {err}")
             else:
-                start = _restore(state, config, path, model, ema, opt, gen)
+                start = restore_training_state(state, config, path, model, ema, opt, gen)
                 losses, seconds = state["losses"].float().cpu(), float(state["seconds"])
 
         def save(step: int, run_losses: torch.Tensor) -> None:
-            save_checkpoint(path, {
-                "model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
-                "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
-                "losses": run_losses, "seconds": seconds + time.perf_counter() - t0, "config": config.to_dict()})
+            save_checkpoint(path, training_state(step, model, ema, opt, gen, run_losses,
+                                                 seconds + time.perf_counter() - t0, config))
 
         t0 = time.perf_counter()
         buffer = torch.zeros(config.steps - start, device=device)  # losses of this run, kept on the device
-        autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else contextlib.nullcontext()
+        autocast = mixed_precision(device, bf16)
         bar = tqdm(total=config.steps, initial=start, disable=not progress, desc="training")
         checked = 0  # buffer[:checked] are known to be finite
         try:
@@ -188,7 +201,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
                 done = step + 1
                 save_now = path is not None and (done % config.checkpoint_every == 0 or done == config.steps)
                 if save_now or done % config.log_every == 0 or done == config.steps:
-                    _check_finite(buffer[checked:i + 1].cpu(), start + checked, path)  # syncs once per report
+                    check_finite(buffer[checked:i + 1].cpu(), start + checked, path)  # syncs once per report
                     checked = i + 1
                     bar.set_postfix(loss=f"{buffer[max(0, i + 1 - config.log_every):i + 1].mean().item():.4f}")
                     if save_now:
@@ -202,8 +215,16 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
                        loaded=False, path=path)
 
 
-def _restore(state: dict, config: TrainConfig, path: Path, model, ema, opt, gen) -> int:
-    """Load a training checkpoint into the objects; return the step it reached."""
+def training_state(step: int, model, ema, opt, gen: torch.Generator, losses: torch.Tensor, seconds: float,
+                   config: TrainConfig) -> dict:
+    """What a resumable training checkpoint holds after ``step`` steps (``losses`` (step,) on the CPU)."""
+    return {"model": model.state_dict(), "ema": ema.state_dict(), "optimizer": opt.state_dict(),
+            "generator": gen.get_state(), "torch_rng": torch.get_rng_state(), "step": step,
+            "losses": losses, "seconds": seconds, "config": config.to_dict()}
+
+
+def restore_training_state(state: dict, config: TrainConfig, path: Path, model, ema, opt, gen) -> int:
+    """Load a training checkpoint into the objects (``ema`` None: skip it); return the step it reached."""
     free = COSMETIC + (("steps",) if config.lr_decay == "constant" else ())  # a cosine decay depends on steps
     saved = {k: v for k, v in {**ADDED_DEFAULTS, **state["config"]}.items() if k not in free}
     wanted = {k: v for k, v in config.to_dict().items() if k not in free}
@@ -213,7 +234,8 @@ def _restore(state: dict, config: TrainConfig, path: Path, model, ema, opt, gen)
     if state["step"] > config.steps:
         raise ValueError(f"checkpoint {path} is at step {state['step']}, beyond config.steps={config.steps}")
     model.load_state_dict(state["model"])
-    ema.load_state_dict(state["ema"])
+    if ema is not None:
+        ema.load_state_dict(state["ema"])
     opt.load_state_dict(state["optimizer"])
     gen.set_state(state["generator"].cpu())
     torch.set_rng_state(state["torch_rng"].cpu())

@@ -8,7 +8,8 @@ regress the network's output on the target of its parameterisation (``utils.deno
 w ≡ 1 is DDPM's L_simple; ``elbo_weighting`` gives the true bound's weights. ``DiffusionLoss`` (built by
 ``diffusion_loss_fn``) is the ``loss_fn(model, x, y, generator)`` that ``utils.training.loop.train`` runs; with
 ``p_uncond`` > 0 it drops labels to ∅ (``drop_labels``: classifier-free guidance training, Ho & Salimans 2022).
-Random draws, in this order, from the one generator: t (or n), then ε, then the label dropout.
+Random draws, in this order, from the one generator: t (or n), then ε, then the label dropout. ``DiffusionLoss.draw``
+makes them and ``DiffusionLoss.evaluate`` uses them, so a distributed run can draw a whole batch and evaluate a slice.
 """
 
 from __future__ import annotations
@@ -85,15 +86,24 @@ class DiffusionLoss:
         if self.weighting is not None and not callable(self.weighting):
             raise ValueError(f"weighting must be None (L_simple) or a callable t -> (B,), got {self.weighting!r}")
 
-    def __call__(self, net, x0: torch.Tensor, y=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def draw(self, x0: torch.Tensor, y=None, generator: torch.Generator | None = None, null_label: int | None = None):
+        """The random part of the loss for a batch x0 (B, ...): (t (B,), ε like x0, y (B,) after label dropout or
+        None), drawn in the module's order; ``null_label`` is used when ``self.null_label`` is None."""
         t = sample_times(x0.shape[0], T=self.T, t_min=self.t_min, generator=generator, dtype=x0.dtype).to(x0.device)
-        x_t, eps = q_sample(self.schedule, x0, t, generator=generator)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype).to(x0.device)
         if self.p_uncond > 0:
-            null = getattr(net, "null_label", None) if self.null_label is None else self.null_label
-            y = drop_labels(y, self.p_uncond, null, generator)
+            y = drop_labels(y, self.p_uncond, null_label if self.null_label is None else self.null_label, generator)
+        return t, eps, y
+
+    def evaluate(self, net, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor, y=None) -> torch.Tensor:
+        """The loss of ``net`` on x0 (B, ...) given the draws (t, ε, y) of ``draw`` (any rows of them)."""
+        x_t, _ = q_sample(self.schedule, x0, t, eps=eps)
         out = net(x_t, t) if y is None else net(x_t, t, y)
         alpha, sigma = append_dims(self.schedule.alpha(t), x0), append_dims(self.schedule.sigma(t), x0)
         return weighted_mse(out, training_target(self.predicts, x0, eps, alpha, sigma), t, self.weighting)
+
+    def __call__(self, net, x0: torch.Tensor, y=None, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.evaluate(net, x0, *self.draw(x0, y, generator, getattr(net, "null_label", None)))
 
 
 def diffusion_loss(net, schedule: Schedule, x0: torch.Tensor, *, y=None, predicts: str = "eps", T: int | None = None,

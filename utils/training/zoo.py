@@ -186,21 +186,31 @@ def digits_ddpm(*, schedule: str = "linear", weighting: str = "simple", conditio
     The returned denoiser clips x̂_0 to ``clip_x0`` = [−1, 1] as DDPM's sampler does (pass None for the raw
     network, e.g. for ODE likelihoods): near t = 1, x̂_0 = (x − σ ε̂)/α divides by a tiny α (cosine: α_T ≈ 1e-5).
     """
+    data = image_data()
+    name, spec, loss_fn, sch = digits_recipe(data, schedule=schedule, weighting=weighting, conditional=conditional,
+                                             p_uncond=p_uncond, T=T)
+    result = train_image_model(name, spec, lambda: UNet(**spec.net), loss_fn, data, steps=steps, seed=seed,
+                               progress=progress)
+    return Denoiser(result.model, sch, clip_x0=clip_x0), result
+
+
+def digits_recipe(data: ImageData, *, schedule: str = "linear", weighting: str = "simple", conditional: bool = False,
+                  p_uncond: float = 0.1, T: int = 1000,
+                  profile: str | None = None) -> tuple[str, DigitsSpec, DiffusionLoss, DiscreteSchedule]:
+    """(cache name, spec, loss, schedule) of ``digits_ddpm``'s model on ``data`` in the active (or given) profile:
+    what ``digits_ddpm`` trains, for any loop that trains it (``utils.training.distributed``)."""
     if weighting not in WEIGHTINGS:
         hint = " (learned variances: utils.lessons.ch03_learned_variance.hybrid_ddpm)" if weighting == "hybrid" else ""
         raise ValueError(f"weighting={weighting!r} is not one of {tuple(WEIGHTINGS)}{hint}")
     T = check_T(T)
     sch = make_schedule(schedule, T)
-    data = image_data()
-    net = unet_kwargs(data, conditional)
+    net = unet_kwargs(data, conditional, profile)
     spec = DigitsSpec(net=net, schedule=sch.name, T=T, loss=weighting, p_uncond=p_uncond if conditional else None,
-                      profile=get_profile())
+                      profile=profile or get_profile())
     loss_fn = diffusion_loss_fn(sch, T=T, weighting=WEIGHTINGS[weighting](sch),
                                 p_uncond=p_uncond if conditional else 0.0)
     name = f"ddpm-{data.name}-{schedule}-{weighting}" + ("-cond" if conditional else "")
-    result = train_image_model(name, spec, lambda: UNet(**net), loss_fn, data, steps=steps, seed=seed,
-                               progress=progress)
-    return Denoiser(result.model, sch, clip_x0=clip_x0), result
+    return name, spec, loss_fn, sch
 
 
 @dataclass(frozen=True)
