@@ -80,7 +80,6 @@ from utils.schedules import vp_linear
 from utils.training.zoo import digits_ddpm, make_schedule
 
 profile, device, gen = start_chapter(seed=0)
-torch.set_default_dtype(torch.float32)
 
 # %% slideshow={"slide_type": "-"}
 show_course_map("07")

@@ -36,7 +36,7 @@ def check_ddim_std(fn) -> None:
     print("σ_t(η): correct (η = 1 is DDPM's posterior std, η = 0 no noise)")
 
 
-def _constant_eps_denoiser(eps: torch.Tensor) -> Denoiser:
+def constant_eps_denoiser(eps: torch.Tensor) -> Denoiser:
     """A denoiser whose network always answers ``eps`` (to drive the library's step with a given ε̂)."""
     return Denoiser(lambda x, t: eps.expand_as(x).to(x.dtype), _SCHEDULE)
 
@@ -50,7 +50,7 @@ def check_ddim_step(fn) -> None:
         ab_t, ab_s = _SCHEDULE.alpha_bars[n_t], _SCHEDULE.alpha_bars[n_s]
         for eta in (0.0, 0.5, 1.0):
             seed = 100 * n_t + int(10 * eta)
-            den = _constant_eps_denoiser(eps)
+            den = constant_eps_denoiser(eps)
             t = torch.tensor(n_t / 1000, dtype=torch.float64)
             s = torch.tensor(n_s / 1000, dtype=torch.float64)
             want, _ = ddim_step(den, x_t, t, s, eta=eta, generator=torch.Generator().manual_seed(seed))
@@ -73,7 +73,7 @@ def check_inverse_step(fn) -> None:
         ab_t, ab_s = _SCHEDULE.alpha_bars[n_t], _SCHEDULE.alpha_bars[n_s]
         t = torch.tensor(n_t / 1000, dtype=torch.float64)
         s = torch.tensor(n_s / 1000, dtype=torch.float64)
-        x_s, _ = ddim_step(_constant_eps_denoiser(eps), x_t, t, s, eta=0.0)
+        x_s, _ = ddim_step(constant_eps_denoiser(eps), x_t, t, s, eta=0.0)
         got = torch.as_tensor(fn(x_s, eps, ab_s, ab_t), dtype=torch.float64)
         assert got.shape == x_t.shape, f"x_t must have the shape of x_s {tuple(x_s.shape)}; got {tuple(got.shape)}"
         assert torch.allclose(got, x_t, rtol=1e-6, atol=1e-9), (

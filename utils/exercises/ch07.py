@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from utils.denoiser import Denoiser
+from utils.exercises.ch04 import constant_eps_denoiser
 from utils.samplers import ddim_step
 from utils.schedules import ddpm_linear
 from utils.solvers import dpmpp_2m_update
@@ -27,8 +27,7 @@ def check_dpm_solver_1(fn) -> None:
         x = torch.randn(6, 2, generator=g, dtype=torch.float64)
         eps = torch.randn(6, 2, generator=g, dtype=torch.float64)
         (t, a, s, _), (t_next, a_n, s_n, _) = _coefs(n_t), _coefs(n_s)
-        den = Denoiser(lambda x_, t_: eps.expand_as(x_).to(x_.dtype), _SCHEDULE)
-        want, _ = ddim_step(den, x, t, t_next, eta=0.0)
+        want, _ = ddim_step(constant_eps_denoiser(eps), x, t, t_next, eta=0.0)
         got = torch.as_tensor(fn(x, eps, a, s, a_n, s_n), dtype=torch.float64)
         assert got.shape == x.shape, f"x_next must have the shape of x {tuple(x.shape)}; got {tuple(got.shape)}"
         assert torch.allclose(got, want, rtol=1e-7, atol=1e-9), (

@@ -61,8 +61,9 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
     ``key`` must describe everything else the result depends on (model kwargs, schedule, loss options);
     ``make_model`` is called with torch seeded from ``config.seed``, so the same inputs give the same weights.
     """
-    path = cache_path(name, config, key, data, labels)
-    h, folder = cache_key(name, config, key, data, labels), path.parent
+    h = cache_key(name, config, key, data, labels)
+    path = _path_for(name, h)
+    folder = path.parent
     if path.exists():
         try:
             state = load_checkpoint(path, map_location=data.device)
@@ -92,9 +93,13 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
 def cache_path(name: str, config: TrainConfig, key: dict | None, data: torch.Tensor,
                labels: torch.Tensor | None = None) -> Path:
     """Where ``cached_train`` keeps (and looks for) this model: ``cache_dir()/models/<name>-<hash[:12]>.pt``."""
+    return _path_for(name, cache_key(name, config, key, data, labels))
+
+
+def _path_for(name: str, h: str) -> Path:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
         raise ValueError(f"name must be a non-empty file-name-safe string, got {name!r}")
-    return cache_dir() / "models" / f"{name}-{cache_key(name, config, key, data, labels)[:12]}.pt"
+    return cache_dir() / "models" / f"{name}-{h[:12]}.pt"
 
 
 def store_trained(path, result: TrainResult, config: TrainConfig, key: dict | None, name: str) -> Path:
