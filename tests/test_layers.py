@@ -14,7 +14,7 @@ from utils.course_map import PACKAGE_LAYERS
 
 UTILS = Path(__file__).resolve().parent.parent / "utils"
 CORE = ("tensors", "gaussians", "schedules", "forward", "denoiser", "sde", "time_grids", "samplers", "solvers",
-        "analytic_dpm", "guidance", "oracles", "ode")
+        "analytic_dpm", "guidance", "oracles", "ode", "paths")
 # layer -> the layers it may import (its own included), from the table the README's diagram is drawn from
 ALLOWED = {name: {name, *below} for name, _, below in PACKAGE_LAYERS}
 ALLOWED["package"] = {"core", "config"}  # utils/__init__.py

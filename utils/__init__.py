@@ -15,13 +15,14 @@ The **core** — the maths, at the top of the package, only torch/numpy/scipy be
 11. ``guidance``  classifier and classifier-free guidance, as models that hold a denoiser
 12. ``oracles``   exact denoisers (Gaussian, Gaussian mixture, finite data set) for checking everything else
 13. ``ode``       the one bridge to scipy's ODE solvers
+14. ``paths``     Gaussian probability paths (straight, VP), velocity models for flow matching, Euler/Heun on them
 
 Around it, by role (each layer imports only the core and the layers listed before it; a test checks this):
 
 - ``config``      profile, device, seeds, cache folder (below everything but the core)
 - ``nets/``       time and label embeddings, the MLP, the UNet (and its learned-variance twin), the classifier
 - ``data/``       2-D toys, the analytic mixture, digits, MNIST, grey levels
-- ``training/``   losses, the training loop, checkpoints, the cache, the model zoo (specs as dataclasses)
+- ``training/``   losses (diffusion, flow matching), the loop, checkpoints, the cache, the model zoo and the flows
 - ``eval/``       metrics (sliced Wasserstein, the FD ratio), likelihoods (variational bound, PF-ODE)
 - ``viz``, ``course_map``  pictures and the map of the papers
 - ``lessons/``    what only one chapter uses, one module per chapter (``ch01_neq``, ``ch05_sde``, ...)

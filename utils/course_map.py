@@ -30,7 +30,7 @@ NODES = (
     Node("cg", "Classifier guidance", "Dhariwal & Nichol 2021", "06", 6.8, 3.3),
     Node("cfg", "Classifier-free\nguidance", "Ho & Salimans 2022", "06", 8.5, 3.3),
     Node("solvers", "Fast ODE solvers", "PNDM, DEIS, DPM-Solver", "07", 7.2, 1.15),
-    Node("flow", "Flow matching,\nrectified flow", "Lipman; Liu et al. 2023", "later", 8.5, 0.0),
+    Node("flow", "Flow matching,\nrectified flow", "Lipman; Liu et al. 2023", "08", 8.5, 0.0),
     Node("ldm", "Latent diffusion", "Rombach et al. 2022", "later", 10.2, 2.0),
 )
 
@@ -43,18 +43,18 @@ EDGES = (
 CHAPTER_FILES = {
     "00": "00_toolkit.ipynb", "01": "01_nonequilibrium_thermodynamics.ipynb", "02": "02_score_matching_langevin.ipynb",
     "03": "03_ddpm.ipynb", "04": "04_ddim.ipynb", "05": "05_score_sde.ipynb", "06": "06_guidance.ipynb",
-    "07": "07_fast_samplers.ipynb",
+    "07": "07_fast_samplers.ipynb", "08": "08_flow_matching.ipynb",
 }
 
 _COLOURS = {"00": "#e8e8e8", "01": "#fde0c5", "02": "#d9ead3", "03": "#cfe2f3", "04": "#d9d2e9",
-            "05": "#fff2cc", "06": "#f4cccc", "07": "#d0e0e3", "later": "#ffffff"}
+            "05": "#fff2cc", "06": "#f4cccc", "07": "#d0e0e3", "08": "#ead1dc", "later": "#ffffff"}
 
 
 # The package's layers, bottom first: (layer, what lives there, the layers it may import). tests/test_layers.py
 # checks every import of utils against this table; ``draw_package_layers`` draws it.
 PACKAGE_LAYERS = (
     ("core", "tensors  gaussians  schedules  forward  denoiser  sde\n"
-             "time_grids  samplers  solvers  analytic_dpm  guidance  oracles  ode", ()),
+             "time_grids  samplers  solvers  analytic_dpm  guidance  oracles  ode  paths", ()),
     ("config", "config: profile, device, seeds, cache", ()),
     ("nets", "nets/: embeddings, MLP, UNet, classifier", ("core", "config")),
     ("data", "data/: toys, mixture, digits, MNIST, levels", ("core", "config")),

@@ -3,7 +3,9 @@ r"""One trained network, every parameterisation, and the one model protocol ever
 For x_t = α_t x_0 + σ_t ε (see ``utils.schedules``) the views of a prediction are tied together by
 
     x̂_0 = (x_t − σ_t ε̂) / α_t,    score = ∇ log p_t(x_t) ≈ −ε̂ / σ_t  (Tweedie),
-    v = α_t ε − σ_t x_0  ⇒  x̂_0 = α_t x_t − σ_t v̂,   ε̂ = σ_t x_t + α_t v̂   (Salimans & Ho 2022).
+    v = α_t ε − σ_t x_0  ⇒  x̂_0 = α_t x_t − σ_t v̂,   ε̂ = σ_t x_t + α_t v̂   (Salimans & Ho 2022),
+    u = dx_t/dt = α'_t x_0 + σ'_t ε  ⇒  x̂_0 = (σ'_t x_t − σ_t û) / d,   ε̂ = (α_t û − α'_t x_t) / d,
+                                         d = α_t σ'_t − σ_t α'_t     (a flow-matching velocity, ``utils.paths``).
 
 These conversions, and the training target of each parameterisation, are defined here and nowhere else.
 
@@ -44,6 +46,17 @@ def v_from(eps: torch.Tensor, x0: torch.Tensor, alpha, sigma) -> torch.Tensor:
     return alpha * eps - sigma * x0
 
 
+def velocity_from(x0: torch.Tensor, eps: torch.Tensor, d_alpha, d_sigma) -> torch.Tensor:
+    """u = α'_t x_0 + σ'_t ε: the velocity dx_t/dt of x_t = α_t x_0 + σ_t ε along its path."""
+    return d_alpha * x0 + d_sigma * eps
+
+
+def from_velocity(x: torch.Tensor, u: torch.Tensor, alpha, sigma, d_alpha, d_sigma) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ε̂, x̂_0) from a velocity û: the solution of x_t = α x̂_0 + σ ε̂, û = α' x̂_0 + σ' ε̂ (d = α σ' − σ α' ≠ 0)."""
+    d = alpha * d_sigma - sigma * d_alpha
+    return (alpha * u - d_alpha * x) / d, (d_sigma * x - sigma * u) / d
+
+
 def _from_eps(x, out, alpha, sigma):
     return out, x0_from_eps(x, out, alpha, sigma)
 
@@ -81,6 +94,22 @@ def marginal_coefs(model, t, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     t = time_batch(t, x)
     alpha, sigma = model.marginal(t)
     return append_dims(alpha, x), append_dims(sigma, x)
+
+
+def call_net(net: Callable, x: torch.Tensor, t: torch.Tensor, y=None) -> torch.Tensor:
+    """``net(x, t)`` or ``net(x, t, y)`` (y a label or (B,) labels), checked to return x's shape."""
+    if y is None:
+        out = net(x, t)
+    else:
+        y = torch.as_tensor(y, device=x.device)
+        if y.dim() == 0:
+            y = y.expand(x.shape[0])
+        if y.shape[0] != x.shape[0]:
+            raise ValueError(f"labels y of shape {tuple(y.shape)} do not match a batch of {x.shape[0]} samples")
+        out = net(x, t, y)
+    if out.shape != x.shape:
+        raise ValueError(f"the network returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
+    return out
 
 
 # --- the protocol ----------------------------------------------------------------------------------------
@@ -164,24 +193,10 @@ class Denoiser(PredictionModel):
         self.net, self.schedule, self.predicts, self.clip_x0 = net, schedule, predicts, clip_x0
         self.sde = VPSDE(schedule)
 
-    def _call(self, x: torch.Tensor, t: torch.Tensor, y) -> torch.Tensor:
-        if y is None:
-            out = self.net(x, t)
-        else:
-            y = torch.as_tensor(y, device=x.device)
-            if y.dim() == 0:
-                y = y.expand(x.shape[0])
-            if y.shape[0] != x.shape[0]:
-                raise ValueError(f"labels y of shape {tuple(y.shape)} do not match a batch of {x.shape[0]} samples")
-            out = self.net(x, t, y)
-        if out.shape != x.shape:
-            raise ValueError(f"the network returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}")
-        return out
-
     def predict_raw(self, x: torch.Tensor, t, y=None) -> tuple[torch.Tensor, torch.Tensor]:
         """(ε̂, x̂_0) from a single network call, unclipped."""
         alpha, sigma = marginal_coefs(self, t, x)
-        out = self._call(x, time_batch(t, x), y)
+        out = call_net(self.net, x, time_batch(t, x), y)
         return FROM_OUTPUT[self.predicts](x, out, alpha, sigma)
 
     def __repr__(self) -> str:
@@ -232,6 +247,13 @@ class CountingModel:
     def score(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
         self.nfe += 1
         return self.model.score(x, t, y)
+
+    def velocity(self, x: torch.Tensor, t, y=None) -> torch.Tensor:
+        """The held flow model's velocity (``utils.paths.FlowModel``), counted as one evaluation."""
+        if not callable(getattr(self.model, "velocity", None)):
+            raise TypeError(f"{type(self.model).__name__} has no .velocity (only flow models do)")
+        self.nfe += 1
+        return self.model.velocity(x, t, y)
 
     def __repr__(self) -> str:
         return f"CountingModel(nfe={self.nfe}, {self.model!r})"

@@ -8,6 +8,8 @@ Each function returns a ``utils.denoiser.Denoiser`` with ``predicts="x0"`` whose
 - ``empirical_denoiser``: data = the finite set {x_i}:
   E[x_0 | x_t] = Σ_i softmax_i(−|x_t − α x_i|² / (2σ²)) x_i — the minimiser of the training loss on
   that set, which can only ever return (blends of) training points: a perfect fit memorises.
+- ``mixture_flow``: the exact marginal velocity of a mixture on any Gaussian path (``utils.paths``), as a
+  ``FlowModel``: u_t(x) = α'_t x̂_0 + σ'_t (x − α_t x̂_0)/σ_t.
 
 The networks are called as ``net(x, t)`` with x (B, ...) of any shape (flattened to (B, D) inside) and
 t a (B,) tensor; they return x's shape and dtype.
@@ -20,6 +22,7 @@ import operator
 import torch
 
 from utils.denoiser import Denoiser
+from utils.paths import FlowModel, GaussianPath, x0_velocity
 from utils.schedules import Schedule
 from utils.tensors import time_batch
 
@@ -34,8 +37,9 @@ def _flatten(x: torch.Tensor, D: int) -> torch.Tensor:
 
 
 def _check_schedule(schedule) -> None:
-    if not isinstance(schedule, Schedule):
-        raise TypeError(f"schedule must be a utils.schedules.Schedule, got {type(schedule).__name__}")
+    if not isinstance(schedule, (Schedule, GaussianPath)):
+        raise TypeError(f"schedule must be a utils.schedules.Schedule or a utils.paths.GaussianPath (x_t = α_t x_0 + "
+                        f"σ_t ε), got {type(schedule).__name__}")
 
 
 class GaussianPosteriorMean:
@@ -147,3 +151,8 @@ def mixture_denoiser(mixture, schedule: Schedule) -> Denoiser:
 def empirical_denoiser(data: torch.Tensor, schedule: Schedule, chunk: int = 2048) -> Denoiser:
     """The optimal denoiser of the finite dataset ``data`` (N, ...): a softmax-weighted mean of the x_i."""
     return Denoiser(EmpiricalPosteriorMean(data, schedule, chunk=chunk), schedule, predicts="x0")
+
+
+def mixture_flow(mixture, path: GaussianPath) -> FlowModel:
+    """The exact marginal velocity field of a Gaussian mixture on ``path``, as a ``utils.paths.FlowModel`` (0 < t ≤ 1)."""
+    return FlowModel(x0_velocity(MixturePosteriorMean(mixture, path), path), path)

@@ -19,6 +19,7 @@ import operator
 
 import torch
 
+from utils.paths import GaussianPath
 from utils.schedules import Schedule
 
 _F64 = torch.float64
@@ -108,8 +109,9 @@ class GaussianMixture:
         """α and σ as 0-d tensors (one time) or (B,) tensors (one time per point)."""
         if schedule is None:
             return torch.ones((), dtype=_F64, device=x.device), torch.zeros((), dtype=_F64, device=x.device)
-        if not isinstance(schedule, Schedule):
-            raise TypeError(f"schedule must be a utils.schedules.Schedule, got {type(schedule).__name__}")
+        if not isinstance(schedule, (Schedule, GaussianPath)):
+            raise TypeError(f"schedule must be a utils.schedules.Schedule or a utils.paths.GaussianPath, "
+                            f"got {type(schedule).__name__}")
         t = torch.as_tensor(t, dtype=_F64, device=x.device)
         if t.dim() > 1 or (t.dim() == 1 and t.shape[0] != x.shape[0]):
             raise ValueError(f"t must be a float or a ({x.shape[0]},) tensor, got shape {tuple(t.shape)}")

@@ -6,6 +6,8 @@ r"""Training: losses, the loop, the cache, checkpoints and the course's standard
 - ``cache``: ``cache_key`` and ``cached_train`` (train once, then load from ``cache_dir()/models``)
 - ``checkpoints``: atomic, verified ``save_checkpoint`` / ``load_checkpoint``
 - ``zoo``: the standard models as frozen spec dataclasses: ``toy_ddpm``, ``digits_ddpm``, ``dequantised_digits_ddpm``
+- ``flow_matching``: the flow-matching loss (any Gaussian path, minibatch OT coupling, reflow pairs, distillation)
+- ``flows``: the course's flows: ``toy_flow``, ``digits_flow`` (flow matching, reflow rounds, distillation)
 - ``shipped``: the trained cpu-profile models in ``checkpoints/`` (EMA weights, checksummed), loaded before training
 - ``distributed``: the same training on several processes (torchrun, DistributedDataParallel), resumable
 """

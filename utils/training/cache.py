@@ -17,7 +17,7 @@ from typing import Callable
 
 import torch
 
-from utils.config import cache_dir
+from utils.config import cache_dir, get_device
 from utils.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
 from utils.training.loop import ADDED_DEFAULTS, COSMETIC, TrainConfig, TrainResult, train
 from utils.training.shipped import load_shipped
@@ -52,7 +52,7 @@ def cache_key(name: str, config: TrainConfig, key: dict | None, data: torch.Tens
 
 def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: Callable, data: torch.Tensor,
                  config: TrainConfig, *, labels: torch.Tensor | None = None, key: dict | None = None,
-                 progress: bool = True) -> TrainResult:
+                 progress: bool = True, device: torch.device | None = None) -> TrainResult:
     """Train ``make_model()`` once and keep it in ``cache_dir()/models/<name>-<hash>.pt``; later calls load it.
 
     Before training, a shipped model with the same key (``utils.training.shipped``: EMA weights only, sha256
@@ -60,14 +60,19 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
 
     ``key`` must describe everything else the result depends on (model kwargs, schedule, loss options);
     ``make_model`` is called with torch seeded from ``config.seed``, so the same inputs give the same weights.
+    ``data`` may also be a function of no arguments returning the tensor, called only when training is needed
+    (for data that is costly to make, such as reflow's pairs); it is then not fingerprinted, so ``key`` must
+    describe it, and models load on ``device`` (default: the configured device).
     """
-    h = cache_key(name, config, key, data, labels)
+    lazy = callable(data)
+    h = cache_key(name, config, key, None if lazy else data, labels)
     path = _path_for(name, h)
     folder = path.parent
+    device = (device or get_device()) if lazy else data.device
     if path.exists():
         try:
-            state = load_checkpoint(path, map_location=data.device)
-            model, ema = make_model().to(data.device), make_model().to(data.device)
+            state = load_checkpoint(path, map_location=device)
+            model, ema = make_model().to(device), make_model().to(device)
             model.load_state_dict(state["model"])
             ema.load_state_dict(state["ema"])
         except (CheckpointError, RuntimeError, KeyError) as err:
@@ -77,9 +82,13 @@ def cached_train(name: str, make_model: Callable[[], torch.nn.Module], loss_fn: 
                                                        losses=state["losses"].cpu().numpy(),
                                                        seconds=float(state["seconds"]), loaded=True, path=path))
     if os.environ.get("COURSE_NO_SHIPPED") != "1":
-        shipped = load_shipped(name, h, make_model, data.device)
+        shipped = load_shipped(name, h, make_model, device)
         if shipped is not None:
             return _recorded(name, h, key, shipped)
+    if lazy:
+        data = data()
+        if not isinstance(data, torch.Tensor):
+            raise TypeError(f"data() must return a tensor, got {type(data).__name__}")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.seed)
         model = make_model()
