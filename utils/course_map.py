@@ -37,7 +37,7 @@ NODES = (
 EDGES = (
     ("toolkit", "neq"), ("toolkit", "ncsn"), ("sgld", "ncsn"), ("neq", "ddpm"), ("ncsn", "ddpm"), ("ddpm", "iddpm"),
     ("ddpm", "ddim"), ("ddpm", "sde"), ("ncsn", "sde"), ("iddpm", "cg"), ("cg", "cfg"), ("ddim", "solvers"),
-    ("sde", "solvers"), ("sde", "flow"), ("cfg", "ldm"), ("solvers", "ldm"),
+    ("sde", "solvers"), ("sde", "flow"), ("solvers", "flow"), ("cfg", "ldm"), ("solvers", "ldm"),
 )
 
 CHAPTER_FILES = {
