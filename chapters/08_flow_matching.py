@@ -236,7 +236,6 @@ for t in (0.1237, 0.5123, 0.9061):  # not on the 1/T grid: the discrete β is pi
     score = den64.score(x_chk, tt)
     print(f"t = {t}: α' x̂_0 + σ' ε̂ = PF-ODE drift: {fl.velocity_matches(u, den64.sde.pf_ode_drift(x_chk, tt, score))};"
           f"  = reverse-SDE drift: {fl.velocity_matches(u, den64.sde.reverse_drift(x_chk, tt, score))}")
-den64.net.float()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Check 2 — a DDPM is a flow on the straight path.** Divide a VP sample by α_t + σ_t: x_s = x_t/(α_t + σ_t) at
