@@ -76,13 +76,13 @@ from utils.config import by_profile, start_chapter
 from utils.course_map import show_course_map
 from utils.data import image_data
 from utils.data.mixture import analytic_mixture
-from utils.denoiser import CountingModel, velocity_from
+from utils.denoiser import CountingModel
 from utils.eval.metrics import compare, fd_ratio, mean_sd, sliced_wasserstein
 from utils.exercises import ch08
 from utils.lessons import ch07_solvers as fs
 from utils.lessons import ch08_flows as fl
 from utils.nets import MLP
-from utils.oracles import mixture_denoiser, mixture_flow
+from utils.oracles import mixture_flow
 from utils.schedules import vp_linear
 from utils.training.flow_matching import flow_matching_loss_fn
 from utils.training.flows import digits_flow, make_path, toy_flow

@@ -28,7 +28,7 @@ from utils.paths import FlowModel, GaussianPath, LinearPath, VPPath
 from utils.training.cache import cached_train
 from utils.training.flow_matching import COUPLINGS, distill_times, flow_matching_loss_fn, reflow_pairs
 from utils.training.loop import TrainResult
-from utils.training.zoo import TOY_POINTS, _with, digits_config, make_schedule, toy_config, unet_kwargs
+from utils.training.zoo import TOY_POINTS, config_with, digits_config, make_schedule, toy_config, unet_kwargs
 
 FLOW_PATHS = ("linear", "vp")
 TOY_FLOW_DATA = ("mixture",) + TOY_NAMES
@@ -111,7 +111,7 @@ def toy_flow(dataset: str = "mixture", *, path: str = "linear", coupling: str = 
         raise ValueError(f"dataset={dataset!r} is not one of {TOY_FLOW_DATA}")
     _check(path, coupling, reflow)
     kwargs, cfg = toy_config()
-    cfg = _with(cfg, steps, seed)
+    cfg = config_with(cfg, steps, seed)
     net = dict(dim=2, hidden=kwargs["hidden"], depth=kwargs["depth"])
     spec = FlowSpec(data=dataset, net=net, path=path, coupling=coupling, profile=get_profile())
     gen = torch.Generator().manual_seed(1234)
@@ -136,7 +136,7 @@ def digits_flow(*, path: str = "linear", coupling: str = "independent", reflow: 
         raise ValueError(f"distill must be None or a positive integer, got {distill!r}")
     data = image_data()
     net = unet_kwargs(data)
-    cfg = _with(digits_config()[1], steps, seed)
+    cfg = config_with(digits_config()[1], steps, seed)
     spec = FlowSpec(data=data.name, net=net, path=path, coupling=coupling, profile=get_profile(), model="UNet")
     model, result = _train_flow(f"flow-{data.name}-{path}-{coupling}", spec, lambda: UNet(**net), data.train_x, cfg,
                                 make_path(path), progress=progress)

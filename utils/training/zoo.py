@@ -135,7 +135,8 @@ def check_T(T) -> int:
     return int(T)
 
 
-def _with(cfg: TrainConfig, steps: int | None, seed: int) -> TrainConfig:
+def config_with(cfg: TrainConfig, steps: int | None, seed: int) -> TrainConfig:
+    """``cfg`` with ``seed`` and, unless None, ``steps`` replaced (the zoo's and the flows' overrides)."""
     return replace(cfg, seed=seed, **({} if steps is None else {"steps": steps}))
 
 
@@ -150,7 +151,7 @@ def toy_ddpm(dataset: str = "swiss_roll", *, schedule: str = "linear", T: int = 
     spec = ToySpec(dataset=dataset, hidden=kwargs["hidden"], depth=kwargs["depth"], schedule=sch.name, T=T)
     data = toy(dataset, TOY_POINTS, torch.Generator().manual_seed(1234)).to(get_device())
     result = cached_train(f"toy-{dataset}", lambda: MLP(dim=2, hidden=spec.hidden, depth=spec.depth),
-                          diffusion_loss_fn(sch, T=T), data, _with(cfg, steps, seed), key=asdict(spec),
+                          diffusion_loss_fn(sch, T=T), data, config_with(cfg, steps, seed), key=asdict(spec),
                           progress=progress)
     return Denoiser(result.model, sch), result
 
@@ -169,7 +170,7 @@ def train_image_model(name: str, spec, make_model: Callable[[], torch.nn.Module]
     with the profile's ``digits_config`` (``steps``, ``seed`` overridden) and the key ``asdict(spec)``."""
     device = get_device()
     labels = data.train_y.to(device) if spec.net.get("num_classes") is not None else None
-    cfg = _with(digits_config()[1], steps, seed)
+    cfg = config_with(digits_config()[1], steps, seed)
     return cached_train(name, make_model, loss_fn, data.train_x.to(device), cfg, labels=labels, key=asdict(spec),
                         progress=progress)
 
