@@ -56,12 +56,11 @@ import torch
 
 from utils import data, schedules, viz
 from utils.lessons import ch01_neq as neq, ch01_kernels as neq_kernels
-from utils.lessons import ch01_binomial as nb, ch01_checks as checks
+from utils.lessons import ch01_binomial as nb, ch01_checks as checks, ch01_models as models
 from utils.config import by_profile, start_chapter
 from utils.course_map import show_course_map
 from utils.exercises import ch01
 from utils.eval.metrics import compare, mean_sd, sliced_wasserstein, sw_floor
-from utils.training import TrainConfig, cached_train
 
 profile, device, gen = start_chapter(seed=0)
 
@@ -122,8 +121,8 @@ show_course_map("01")
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
-T = 40
-betas_fixed = neq.sigmoid_betas(T, beta_1=1e-4, beta_T=0.5)      # the fixed schedule used below (section 7)
+T = models.T                                                      # 40
+betas_fixed = models.fixed_betas()   # S-curve in logit space from 1e-4 to 0.5: the fixed schedule used below (section 7)
 ab = neq.alpha_bars(betas_fixed)
 g = torch.Generator().manual_seed(1)
 x0 = torch.tensor([[1.2, -0.7]], dtype=torch.float64).expand(100_000, 2)
@@ -488,19 +487,9 @@ plt.show()
 # 3-block residual MLP (width 128). Training goes through `utils.training.cached_train`, so a re-run loads it.
 
 # %% slideshow={"slide_type": "-"}
-x_train = data.swiss_roll(20_000, torch.Generator().manual_seed(100)).to(device)
 x_test = data.swiss_roll(by_profile(smoke=500, cpu=4000, gpu=4000), torch.Generator().manual_seed(101)).to(device)
-cfg = TrainConfig(steps=by_profile(smoke=30, cpu=1500, gpu=6000), batch_size=64, lr=2e-3, ema_decay=0.995, seed=0)
-arch = dict(hidden=128, depth=3, time_dim=32)
-
-
-def train_swiss_roll(learn_betas):
-    def make():
-        return neq.ReverseGaussian(betas_fixed, **arch, learn_betas=learn_betas)
-    key = {"model": "ReverseGaussian", **arch, "learn_betas": learn_betas, "T": T, "betas": "sigmoid(1e-4, 0.5)",
-           "loss": "neq.neg_bound_loss"}
-    return cached_train(f"ch01-swissroll-{'learned' if learn_betas else 'fixed'}", make, neq.neg_bound_loss,
-                        x_train, cfg, key=key)
+cfg = models.swiss_roll_config()
+print(f"{cfg.steps} steps, batch {cfg.batch_size}, AdamW lr {cfg.lr}, EMA {cfg.ema_decay}; network {models.ARCH}")
 
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
@@ -518,8 +507,8 @@ def report(name, run, cpu_seconds, steps):
         print(f"{name:>12}: {steps} steps in {run.seconds:.0f} s wall-clock, {cpu_seconds:.0f} s of CPU time")
 
 
-run_learned, cpu_learned = timed(train_swiss_roll, True)
-run_fixed, cpu_fixed = timed(train_swiss_roll, False)
+run_learned, cpu_learned = timed(models.train_swiss_roll, True)
+run_fixed, cpu_fixed = timed(models.train_swiss_roll, False)
 report("learned beta", run_learned, cpu_learned, cfg.steps)
 report("fixed beta", run_fixed, cpu_fixed, cfg.steps)
 model = run_learned.model
@@ -660,6 +649,21 @@ axes[0, 0].set_ylabel("forward q")
 axes[1, 0].set_ylabel("reverse p")
 plt.show()
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **In motion.** The learned reverse chain from $n = T$ (pure noise) to $n = 0$, every step, the same points
+# throughout; saved as `figures/ch01_reverse.gif` for the README.
+
+# %% slideshow={"slide_type": "-"}
+def reverse_frame(ax, i):
+    n = max(T - i, 0)  # the last frames hold n = 0
+    viz.plot_points(reverse_traj[n], ax=ax, lim=2.8, color="tab:red", title=f"reverse p, n = {n}")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+gif = viz.save_gif(reverse_frame, "ch01_reverse.gif", n_frames=T + 8, fps=8, figsize=(3.2, 3.2))
+print("wrote", gif.relative_to(gif.parents[1]), "with", T + 8, "frames")
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 10. Reproduce Table 1: the bound $K$ on held-out data
 #
@@ -731,22 +735,14 @@ print(f"reproduces Table 1's Swiss-roll K - L_null: {'yes' if abs(k_learned - l_
 # signal.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-sweep = [(1.0, 0.05), (1.0, 0.02), (1.0, 0.01), (2.0, 0.05)]            # (scale, jitter std before scaling)
-cfg_sweep = TrainConfig(steps=by_profile(smoke=20, cpu=500, gpu=1500), batch_size=64, lr=2e-3, ema_decay=0.995, seed=0)
-
-
-def roll_at(scale, noise, n, seed):
-    """scale x the unit-variance roll with jitter std ``noise``: variance scale^2 per coordinate (plus jitter)."""
-    return scale * data.swiss_roll(n, torch.Generator().manual_seed(seed), noise=noise)
+sweep = models.SWEEP                                                   # (scale, jitter std before scaling)
+cfg_sweep = models.sweep_config()
+roll_at = models.roll_at  # scale x the unit-variance roll with jitter std noise: (n, 2)
 
 
 def sweep_row(scale, noise):
     """K, L_null and the exact ceiling E log q(x0) in bits on held-out points, after a short training."""
-    make = lambda: neq.ReverseGaussian(betas_fixed, **arch, learn_betas=True)  # noqa: E731
-    key = {"model": "ReverseGaussian", **arch, "learn_betas": True, "T": T, "betas": "sigmoid(1e-4, 0.5)",
-           "loss": "neq.neg_bound_loss", "scale": scale, "noise": noise}
-    run = cached_train("ch01-swissroll-sweep", make, neq.neg_bound_loss, roll_at(scale, noise, 20_000, 100).to(device),
-                       cfg_sweep, key=key, progress=False)
+    run = models.train_sweep(scale, noise)  # learned beta, on roll_at(scale, noise, 20_000, seed 100)
     x_held = roll_at(scale, noise, by_profile(smoke=200, cpu=2000, gpu=2000), 101)
     k = k_bits_sets(run.model.cpu(), x_held, sets=1)[0]
     ceiling = float(neq.to_bits(neq.swiss_roll_log_prob(x_held / scale, noise=noise).mean())) - 2 * math.log2(scale)
@@ -815,7 +811,7 @@ plt.show()
 
 # %% slideshow={"slide_type": "-"}
 # NBVAL_CHECK_OUTPUT
-T_bits = 200
+T_bits = models.T_BITS                                            # 200
 betas_bits = nb.erasure_betas(T_bits)
 n_all = torch.arange(T_bits + 1, dtype=torch.float64)
 print("erasure schedule keeps (T - n)/T of the signal:", checks.keep_matches(nb.keep(betas_bits), (T_bits - n_all) / T_bits))
@@ -833,12 +829,8 @@ print("the check rejects x0 k (the fair coin's half forgotten):",
       not checks.binomial_marginal_matches(x, beat, lambda bit: bit * k100))
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-beats_train = nb.heartbeat(5000, generator=torch.Generator().manual_seed(19)).to(device)
-cfg_bits = TrainConfig(steps=by_profile(smoke=30, cpu=1500, gpu=4000), batch_size=128, lr=2e-3, ema_decay=0.995, seed=0)
-arch_bits = dict(length=20, hidden=128, depth=2, time_dim=32)
-run_bits, cpu_bits = timed(lambda: cached_train(
-    "ch01-heartbeat", lambda: nb.ReverseBinomial(betas_bits, **arch_bits), nb.neg_bound_loss, beats_train, cfg_bits,
-    key={"model": "ReverseBinomial", **arch_bits, "T": T_bits, "betas": "erasure", "loss": "nb.neg_bound_loss(steps=8)"}))
+cfg_bits = models.heartbeat_config()  # 5,000 training sequences; network models.ARCH_BITS
+run_bits, cpu_bits = timed(models.train_heartbeat)
 report("heartbeat", run_bits, cpu_bits, cfg_bits.steps)
 
 # %% slideshow={"slide_type": "subslide"}

@@ -62,6 +62,7 @@ import numpy as np
 import torch
 
 from utils.lessons import ch02_langevin as lg
+from utils.lessons import ch02_models as models
 from utils.lessons import ch02_score_matching as sm
 from utils import viz
 from utils.config import by_profile, start_chapter
@@ -75,8 +76,7 @@ from utils.lessons.ch02_checks import (dsm_gap_is_constant, ism_gap_is_constant,
                                        sgld_matches_posterior, tweedie_matches_posterior_mean,
                                        variance_after_steps_matches, weights_invisible_near_modes)
 from utils.data.mixture import GaussianMixture
-from utils.nets import MLP, UNet
-from utils.training import TrainConfig, cached_train
+from utils.nets import MLP
 
 profile, device, gen = start_chapter(seed=0)
 
@@ -477,11 +477,8 @@ for sigma in (0.1, 0.5, 2.0):
 # analytic mixture, and the error ‖s_θ − ∇ log p‖ over the plane.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-mix_data = mix.sample(by_profile(smoke=2000, cpu=20000, gpu=20000), torch.Generator().manual_seed(10)).to(device)
-ism_cfg = TrainConfig(steps=by_profile(smoke=30, cpu=1500, gpu=3000), batch_size=256, lr=1e-3, ema_decay=0.995, seed=0)
-ism = cached_train("ch02-ism", lambda: sm.PlainScore(MLP(dim=2, hidden=128, depth=3, time_dim=32)),
-                   lambda model, x, y, g: sm.implicit_score_matching_loss(model, x), mix_data, ism_cfg,
-                   key={"model": "PlainScore(MLP(2,128,3,32))", "loss": "implicit_score_matching"})
+mix_data = models.mixture_data()  # 20,000 points of `mix`
+ism = models.train_ism()  # sm.PlainScore(MLP(2, 128, 3)), sm.implicit_score_matching_loss, 1,500 steps
 print(f"trained in {ism.seconds:.0f} s (loaded from cache: {ism.loaded})")
 ism_model = ism.model.cpu()
 
@@ -560,7 +557,7 @@ def annealed_langevin_by_hand(score, x, sigmas, eps, T, generator):
     return x  # x_T of the last level
 
 
-paper_sigmas = lg.geometric_sigmas(1.0, 0.01, 10)
+paper_sigmas = models.paper_sigmas()  # lg.geometric_sigmas(1.0, 0.01, 10)
 exact_mix = lambda p, s: sm.ve_score(mix, p, s)  # noqa: E731
 x_start = (torch.rand(256, 2, generator=gen, dtype=torch.float64) - 0.5) * 8
 ours = annealed_langevin_by_hand(exact_mix, x_start, paper_sigmas.tolist(), 2e-5, 5, torch.Generator().manual_seed(5))
@@ -574,10 +571,7 @@ print("inline annealed Langevin == utils.lessons.ch02_langevin.annealed_langevin
 # (a re-run loads the weights).
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-ncsn2d_cfg = TrainConfig(steps=by_profile(smoke=40, cpu=3000, gpu=6000), batch_size=256, lr=2e-3, ema_decay=0.999, seed=0)
-make_2d = lambda: sm.NoiseConditionalScore(MLP(dim=2, hidden=128, depth=4, time_dim=64), 0.01, 1.0)  # noqa: E731
-ncsn2d = cached_train("ch02-ncsn-2d", make_2d, sm.ncsn_loss_fn(paper_sigmas), mix_data, ncsn2d_cfg,
-                      key={"model": "NCS(MLP(2,128,4,64), 0.01, 1.0)", "sigmas": paper_sigmas.tolist(), "loss": "ncsn sigma2"})
+ncsn2d = models.train_ncsn_2d()  # sm.NoiseConditionalScore(MLP(2, 128, 4)), sm.ncsn_loss_fn(paper_sigmas), 3,000 steps
 print(f"trained in {ncsn2d.seconds:.0f} s (loaded from cache: {ncsn2d.loaded})")
 score2d, score2d_raw = ncsn2d.model.cpu(), ncsn2d.raw_model.cpu()
 ax = viz.plot_loss(ncsn2d.losses, title="NCSN loss, analytic mixture (λ(σ) = σ²)")
@@ -657,25 +651,17 @@ plt.show()
 images = image_data()
 x_img = images.train_x.to(device)
 D_img = x_img[0].numel()
-subset = x_img[torch.randperm(x_img.shape[0], generator=torch.Generator().manual_seed(0))[:10000].to(device)]
-sigma_1 = lg.max_pairwise_distance(subset)
-sigma_L = 0.01
+sigma_L = models.SIGMA_L  # 0.01
 gamma_img = lg.ncsnv2_gamma(D_img)
-L_img = lg.ncsnv2_num_levels(sigma_1, sigma_L, D_img)
-img_sigmas = lg.geometric_sigmas(sigma_1, sigma_L, L_img)
+sigma_1, L_img, img_sigmas = models.image_ladder(x_img)  # lg.max_pairwise_distance, lg.ncsnv2_num_levels, geometric
 T_IMG = by_profile(smoke=2, cpu=20, gpu=20)
 eps_img = lg.ncsnv2_step_size(T_IMG, gamma_img, sigma_L)
 print(f"{images.name}: D = {D_img}, σ₁ = max distance = {sigma_1:.2f}, γ = {gamma_img:.3f}, L = {L_img} levels, "
       f"T = {T_IMG} steps per level, ε = {eps_img:.2e}")
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-unet_kwargs = by_profile(smoke=dict(base_channels=8, channel_mults=(1, 2)),
-                         cpu=dict(base_channels=16, channel_mults=(1, 2)),
-                         gpu=dict(base_channels=64, channel_mults=(1, 2, 2), attention_res=(7,), image_size=28))
-img_cfg = TrainConfig(steps=by_profile(smoke=20, cpu=1500, gpu=20000), batch_size=128, lr=2e-3, ema_decay=0.999, seed=0)
-make_img = lambda: sm.NoiseConditionalScore(UNet(in_channels=1, **unet_kwargs), sigma_L, sigma_1)  # noqa: E731
-ncsn_img = cached_train(f"ch02-ncsn-{images.name}", make_img, sm.ncsn_loss_fn(img_sigmas), x_img, img_cfg,
-                        key={"model": "NCS(UNet)", **unet_kwargs, "sigmas": img_sigmas.tolist(), "loss": "ncsn sigma2"})
+# sm.NoiseConditionalScore(UNet) with the levels above, sm.ncsn_loss_fn(img_sigmas), 1,500 steps of 128 images
+ncsn_img = models.train_ncsn_images(images)
 print(f"trained in {ncsn_img.seconds:.0f} s (loaded from cache: {ncsn_img.loaded})")
 score_img, score_img_raw = ncsn_img.model, ncsn_img.raw_model
 _ = feature_classifier(images, progress=True)  # the classifier behind the FD ratio (trained once, then cached)

@@ -587,6 +587,17 @@ def show_step(i=0):
 widgets.interact(show_step, i=widgets.IntSlider(min=0, max=len(chain_grid) - 1, step=1, value=len(chain_grid) // 2,
                                                 description="step"));
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **In motion.** The same four chains: $x_t$ (top row) and $\hat x_0$ (bottom row) at 50 evenly spaced steps of the
+# 1000, then the finished samples held; saved as `figures/ch03_reverse.gif` for the README.
+
+# %% slideshow={"slide_type": "-"}
+frame_steps = torch.linspace(0, len(chain_x0) - 1, min(50, len(chain_x0))).round().long().tolist()
+frames = [viz.image_grid(torch.cat([chain_x[i + 1], chain_x0[i]]), nrow=4) for i in frame_steps]
+gif = viz.save_gif(frames + frames[-1:] * 8, "ch03_reverse.gif", fps=10, figsize=(3.2, 1.8),
+                   title="x_t (top), predicted x_0 (bottom)")
+print("wrote", gif.name, "with", len(frames) + 8, "frames")
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Likelihood: the bound in bits per dimension
 #

@@ -737,6 +737,24 @@ fig.suptitle("Columns share x_T", y=1.0)
 viz.save_figure(fig, "ch04_consistency.png", dpi=90)
 plt.show()
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **In motion.** Sixteen x_T, sampled with S = 50 (quadratic τ) at η = 0 (top two rows) and η = 1 (bottom two
+# rows), every step shown: DDIM's image settles early and only sharpens, DDPM's keeps changing until the last steps;
+# saved as `figures/ch04_ddim_vs_ddpm.gif` for the README.
+
+# %% slideshow={"slide_type": "-"}
+x_gif = torch.randn(16, 1, size, size, generator=torch.Generator().manual_seed(404)).to(device)
+ts_gif = ddim.ddim_grid(by_profile(smoke=5, cpu=50, gpu=50), T, "quadratic").to(device)
+states = {}
+for eta in (0.0, 1.0):
+    states[eta] = [x_gif.cpu()]
+    samplers.sample_ddim(denoiser, x_gif, ts_gif, eta=eta, generator=torch.Generator().manual_seed(405),
+                         callback=lambda i, t, x_next, x0, keep=states[eta]: keep.append(x_next.cpu()))
+frames = [viz.image_grid(torch.cat([a, b]), nrow=8) for a, b in zip(states[0.0], states[1.0])]
+gif = viz.save_gif(frames + frames[-1:] * 8, "ch04_ddim_vs_ddpm.gif", fps=8, figsize=(4, 2.3),
+                   title="η = 0 (top) and η = 1 (bottom)")
+print("wrote", gif.name, "with", len(frames) + 8, "frames")
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 8. Inversion and interpolation
 #

@@ -930,6 +930,25 @@ for ax, value in zip(axes[1], (0.0, 2.0, 8.0)):
 plt.tight_layout()
 plt.show()
 
+# %% [markdown] slideshow={"slide_type": "subslide"}
+# **In motion.** One x_T per class, sampled with 50 DDPM steps and the same noise, without guidance (w = 0, top row)
+# and with classifier-free guidance w = 4 (bottom row), every step shown: the guided chain commits to its class
+# early and ends bolder; saved as `figures/ch06_cfg.gif` for the README.
+
+# %% slideshow={"slide_type": "-"}
+y_gif = torch.arange(data.num_classes, device=device)
+x_gif = torch.randn(data.num_classes, *data.train_x.shape[1:], generator=torch.Generator().manual_seed(606)).to(device)
+ts_gif = samplers.time_grid(by_profile(smoke=5, cpu=50, gpu=50), T=den_c1.schedule.T).to(device)
+states = {}
+for w in (0.0, 4.0):
+    states[w] = [x_gif.cpu()]
+    samplers.sample_ddpm(ClassifierFree(den_c1, w), x_gif, ts_gif, y=y_gif, generator=torch.Generator().manual_seed(607),
+                         callback=lambda i, t, x_next, x0, keep=states[w]: keep.append(x_next.clamp(-1, 1).cpu()))
+frames = [viz.image_grid(torch.cat([a, b]), nrow=data.num_classes) for a, b in zip(states[0.0], states[4.0])]
+gif = viz.save_gif(frames + frames[-1:] * 8, "ch06_cfg.gif", fps=8, figsize=(4.5, 1.4),
+                   title="w = 0 (top), w = 4 (bottom)")
+print("wrote", gif.name, "with", len(frames) + 8, "frames")
+
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Why classifier-free guidance won, and where it went
 #

@@ -94,3 +94,26 @@ def test_a_corrupt_or_foreign_file_is_not_used(monkeypatch, tmp_path):
         warnings.simplefilter("always")
         assert shipped.load_shipped(entry["name"], entry["cache_key"], make, "cpu") is None
     assert any("unusable" in str(w.message) for w in caught)
+
+
+def test_raw_weights_ship_only_when_asked_and_load_back(monkeypatch, tmp_path):
+    """``ship(raw=True)`` keeps the raw weights (chapter 02 compares them with the EMA); by default only the EMA."""
+    from utils.training.loop import TrainResult
+
+    torch.manual_seed(0)
+    ema, raw = torch.nn.Linear(3, 2), torch.nn.Linear(3, 2)
+    result = TrainResult(model=ema, raw_model=raw, losses=torch.ones(5).numpy(), seconds=1.0)
+    make = lambda: torch.nn.Linear(3, 2)  # noqa: E731
+    shipped.ship(result, "toy-raw", "a" * 64, {"spec": 1}, tmp_path, raw=True)
+    shipped.ship(result, "toy-ema", "b" * 64, {"spec": 2}, tmp_path)
+    monkeypatch.setenv("COURSE_CHECKPOINTS_DIR", str(tmp_path))
+    with_raw = shipped.load_shipped("toy-raw", "a" * 64, make, "cpu")
+    ema_only = shipped.load_shipped("toy-ema", "b" * 64, make, "cpu")
+    assert torch.equal(with_raw.raw_model.weight, raw.weight) and torch.equal(with_raw.model.weight, ema.weight)
+    assert not torch.equal(with_raw.raw_model.weight, with_raw.model.weight)  # two different sets of weights
+    assert ema_only.raw_model is None and torch.equal(ema_only.model.weight, ema.weight)
+    manifest = shipped.read_manifest(tmp_path)
+    assert manifest["toy-raw-aaaaaaaaaaaa.pt"]["raw_weights"] and not manifest["toy-ema-bbbbbbbbbbbb.pt"]["raw_weights"]
+    with pytest.raises(ValueError, match="no raw weights"):
+        shipped.ship(TrainResult(model=ema, raw_model=None, losses=result.losses, seconds=1.0), "toy-x", "c" * 64,
+                     None, tmp_path, raw=True)

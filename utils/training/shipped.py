@@ -7,8 +7,8 @@ of steps, the training seconds and the library versions it was trained with.
 
 ``cached_train`` looks here after its own cache and before training: a file is used only when its manifest entry
 has the very key the code computes (so a changed spec can never load stale weights) and its sha256 matches; a
-corrupt file is skipped with a warning and the model is retrained. A shipped model has no raw (non-EMA) weights:
-``TrainResult.raw_model`` is None. ``python -m utils.training.shipped`` (``make models``) rebuilds the folder.
+corrupt file is skipped with a warning and the model is retrained. A shipped model has no raw (non-EMA) weights
+(``TrainResult.raw_model`` is None) unless it was shipped with ``raw=True``, for a chapter that compares the two. ``python -m utils.training.shipped`` (``make models``) rebuilds the folder.
 """
 
 from __future__ import annotations
@@ -55,24 +55,38 @@ def load_shipped(name: str, key: str, make_model, device) -> TrainResult | None:
         state = load_checkpoint(path, expected_sha256=entry["sha256"], map_location=device)
         model = make_model().to(device)
         model.load_state_dict(state["ema"])
+        raw = None
+        if "raw" in state:
+            raw = make_model().to(device)
+            raw.load_state_dict(state["raw"])
     except (CheckpointError, RuntimeError, KeyError) as err:
         warnings.warn(f"shipped model {path} is unusable, training it instead: {err}")
         return None
-    return TrainResult(model=model.eval(), raw_model=None, losses=state["losses"].double().cpu().numpy(),
+    return TrainResult(model=model.eval(), raw_model=None if raw is None else raw.eval(), losses=state["losses"].double().cpu().numpy(),
                        seconds=float(entry["seconds"]), loaded=True, path=path)
 
 
-def ship(result: TrainResult, name: str, key: str, spec: dict | None, folder: Path | None = None) -> Path:
-    """Write ``result``'s EMA weights as a shipped file and record it in the manifest; returns the file's path."""
+def ship(result: TrainResult, name: str, key: str, spec: dict | None, folder: Path | None = None, *,
+         raw: bool = False) -> Path:
+    """Write ``result``'s EMA weights (and its raw weights when ``raw``) as a shipped file and record it in the
+    manifest; returns the file's path."""
     folder = folder or shipped_dir()
     path = folder / file_name(name, key)
-    ema = {k: v.detach().cpu() for k, v in result.model.state_dict().items()}
-    save_checkpoint(path, {"ema": ema, "losses": torch.as_tensor(np.asarray(result.losses), dtype=torch.float32)})
+    state = {"ema": _cpu_state(result.model), "losses": torch.as_tensor(np.asarray(result.losses), dtype=torch.float32)}
+    if raw:
+        if result.raw_model is None:
+            raise ValueError(f"{name}: raw=True but the result has no raw weights (was it loaded from checkpoints/?)")
+        state["raw"] = _cpu_state(result.raw_model)
+    save_checkpoint(path, state)
     manifest_path = folder / MANIFEST_NAME
     files = read_manifest(folder)
     files[path.name] = {"sha256": sha256_file(path), "cache_key": key, "name": name, "spec": spec,
-                        "steps": int(len(result.losses)), "seconds": round(float(result.seconds), 1),
+                        "steps": int(len(result.losses)), "raw_weights": raw, "seconds": round(float(result.seconds), 1),
                         "versions": {"torch": torch.__version__, "numpy": np.__version__,
                                      "python": platform.python_version()}}
     manifest_path.write_text(json.dumps({"files": dict(sorted(files.items()))}, indent=1, sort_keys=True) + "\n")
     return path
+
+
+def _cpu_state(model: torch.nn.Module) -> dict:
+    return {k: v.detach().cpu() for k, v in model.state_dict().items()}
