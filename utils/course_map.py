@@ -13,7 +13,7 @@ class Node:
     key: str
     title: str
     paper: str
-    chapter: str  # "00".."07" or "later"
+    chapter: str  # "00".."09" or "later"
     x: float
     y: float
 
@@ -31,7 +31,7 @@ NODES = (
     Node("cfg", "Classifier-free\nguidance", "Ho & Salimans 2022", "06", 8.5, 3.3),
     Node("solvers", "Fast ODE solvers", "PNDM, DEIS, DPM-Solver", "07", 7.2, 1.15),
     Node("flow", "Flow matching,\nrectified flow", "Lipman; Liu et al. 2023", "08", 8.5, 0.0),
-    Node("ldm", "Latent diffusion", "Rombach et al. 2022", "later", 10.2, 2.0),
+    Node("ldm", "Latent diffusion", "Rombach et al. 2022", "09", 10.2, 2.0),
 )
 
 EDGES = (
@@ -44,10 +44,12 @@ CHAPTER_FILES = {
     "00": "00_toolkit.ipynb", "01": "01_nonequilibrium_thermodynamics.ipynb", "02": "02_score_matching_langevin.ipynb",
     "03": "03_ddpm.ipynb", "04": "04_ddim.ipynb", "05": "05_score_sde.ipynb", "06": "06_guidance.ipynb",
     "07": "07_fast_samplers.ipynb", "08": "08_flow_matching.ipynb",
+    "09": "09_latent_diffusion.ipynb",
 }
 
 _COLOURS = {"00": "#e8e8e8", "01": "#fde0c5", "02": "#d9ead3", "03": "#cfe2f3", "04": "#d9d2e9",
-            "05": "#fff2cc", "06": "#f4cccc", "07": "#d0e0e3", "08": "#ead1dc", "later": "#ffffff"}
+            "05": "#fff2cc", "06": "#f4cccc", "07": "#d0e0e3", "08": "#ead1dc", "09": "#d9ead3",
+            "later": "#ffffff"}
 
 
 # The package's layers, bottom first: (layer, what lives there, the layers it may import). tests/test_layers.py
