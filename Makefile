@@ -14,7 +14,7 @@ help:
 	@echo "make course - execute every chapter in place in the current profile (refreshes figures/)"
 	@echo "make pair   - after editing chapters/*.py: update the paired .ipynb, keeping its stored outputs"
 	@echo "make check  - quick checks (seconds): pairing, stored notebooks executed in order, no stored errors"
-	@echo "make models - retrain every shipped cpu-profile model (about an hour) and rewrite checkpoints/MANIFEST.json"
+	@echo "make models - retrain every shipped cpu-profile model (about 100 min on 2 cores) and rewrite checkpoints/MANIFEST.json"
 	@echo "make gpu-check - on a CUDA machine: gpu-profile throughput, memory and FD ratio in ~7 min (build/gpu_check.json)"
 	@echo "make site   - build the offline website from the stored notebooks into build/site"
 	@echo "make slides - one offline reveal.js deck per chapter, from the stored notebooks, into build/slides"
@@ -58,10 +58,12 @@ test: $(STAMP)
 unit: $(STAMP)
 	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests --ignore=tests/browser
 
+# Prints each chapter's wall-clock seconds; COURSE_CACHE_DIR=$(mktemp -d) make course times a cold run.
 course: $(STAMP)
 	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb"; \
+		echo "== $$nb"; start=$$(date +%s); \
 		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
+		echo "   $$nb: $$(( $$(date +%s) - start )) s"; \
 	done
 
 # The website: stored outputs only, nothing executed (about a minute). Serve it: python -m http.server -d build/site
