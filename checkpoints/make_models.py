@@ -9,7 +9,8 @@ Shipped: the zoo's digits DDPMs (linear L_simple, linear ELBO weights, cosine, c
 noisy classifier, chapter 08's flows (digits: flow matching, two reflow rounds, two distilled; the 2-D toy flows and
 their reflows), chapter 01's 2015 models (Swiss roll with fixed and learned β, the width sweep, the heartbeat bits) and
 chapter 02's score models (implicit score matching, the NCSNs on the mixture and on digits, these two with their raw
-weights as well, for the chapter's EMA comparison).
+weights as well, for the chapter's EMA comparison), and chapter 09's autoencoders and latent and pixel DDPMs (stored as
+float16 weights).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from utils.eval.metrics import feature_classifier  # noqa: E402
 from utils.data import image_data  # noqa: E402
-from utils.lessons import ch01_models, ch02_models  # noqa: E402
+from utils.lessons import ch01_models, ch02_models, ch09_latent  # noqa: E402
 from utils.lessons import ch03_learned_variance as LV  # noqa: E402
 from utils.lessons import ch06_guidance as gt  # noqa: E402
 from utils.training import cache, flows, shipped, zoo  # noqa: E402
@@ -48,7 +49,9 @@ MODELS = {
     "flow, 2-D mixture, OT coupling": lambda: flows.toy_flow(coupling="ot", progress=False),
     "chapter 01 (2015 model, sweep, heartbeat)": lambda: ch01_models.all_models(),
     "chapter 02 (score matching, NCSN)": lambda: ch02_models.all_models(image_data()),
+    "chapter 09 (autoencoders, latent and pixel DDPMs)": lambda: ch09_latent.all_models(),
 }
+HALF = ("ch09-",)  # shipped as float16 weights (samples unchanged within noise; keeps checkpoints/ small)
 
 
 def main(argv=None) -> int:
@@ -76,7 +79,8 @@ def main(argv=None) -> int:
     done = set()
     for name, key, spec, result in cache.RECORD:
         if shipped.file_name(name, key) not in done:
-            shipped.ship(result, name, key, spec, folder, raw=name.startswith(ch02_models.RAW_WEIGHTS))
+            shipped.ship(result, name, key, spec, folder, raw=name.startswith(ch02_models.RAW_WEIGHTS),
+                         half=name.startswith(HALF))
             done.add(shipped.file_name(name, key))
     size = sum(p.stat().st_size for p in folder.glob("*.pt")) / 2**20
     print(f"{len(done)} models in {folder} ({size:.1f} MB)")

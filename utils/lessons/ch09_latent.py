@@ -281,8 +281,9 @@ def latent_ddpm(*, factor: int = 4, conditioning: str | None = None, p_uncond: f
     spec = LatentSpec(space="pixel" if ae is None else "latent", autoencoder=stem, net=net, conditioning=conditioning,
                       p_uncond=p_uncond if conditioning else None, schedule=sch.name, T=1000, data=data.name,
                       profile=get_profile(), milestone=0, starts_from=None)
-    if steps is None:
+    if steps is None:  # the conditional models are used only at the end of their training: one stage
         steps = milestones("pixel" if factor == 1 else ("f2" if factor == 2 else "latent"))
+        steps = steps[-1:] if conditioning else steps
     name = f"ch09-{'pixel' if ae is None else f'ldm-f{factor}'}" + (f"-{conditioning}" if conditioning else "")
     results = _staged(name, make_net, loss, lambda: x.to(device), cfg, spec, steps, labels, progress)
     for r in results:

@@ -67,12 +67,16 @@ def load_shipped(name: str, key: str, make_model, device) -> TrainResult | None:
 
 
 def ship(result: TrainResult, name: str, key: str, spec: dict | None, folder: Path | None = None, *,
-         raw: bool = False) -> Path:
+         raw: bool = False, half: bool = False) -> Path:
     """Write ``result``'s EMA weights (and its raw weights when ``raw``) as a shipped file and record it in the
-    manifest; returns the file's path."""
+    manifest; returns the file's path. ``half``: store floating-point weights as float16 (half the size;
+    ``load_state_dict`` casts them back to the model's dtype on loading)."""
     folder = folder or shipped_dir()
     path = folder / file_name(name, key)
-    state = {"ema": _cpu_state(result.model), "losses": torch.as_tensor(np.asarray(result.losses), dtype=torch.float32)}
+    ema = _cpu_state(result.model)
+    if half:
+        ema = {k: v.half() if v.is_floating_point() else v for k, v in ema.items()}
+    state = {"ema": ema, "losses": torch.as_tensor(np.asarray(result.losses), dtype=torch.float32)}
     if raw:
         if result.raw_model is None:
             raise ValueError(f"{name}: raw=True but the result has no raw weights (was it loaded from checkpoints/?)")
@@ -81,7 +85,8 @@ def ship(result: TrainResult, name: str, key: str, spec: dict | None, folder: Pa
     manifest_path = folder / MANIFEST_NAME
     files = read_manifest(folder)
     files[path.name] = {"sha256": sha256_file(path), "cache_key": key, "name": name, "spec": spec,
-                        "steps": int(len(result.losses)), "raw_weights": raw, "seconds": round(float(result.seconds), 1),
+                        "steps": int(len(result.losses)), "raw_weights": raw,
+                        **({"float16": True} if half else {}), "seconds": round(float(result.seconds), 1),
                         "versions": {"torch": torch.__version__, "numpy": np.__version__,
                                      "python": platform.python_version()}}
     manifest_path.write_text(json.dumps({"files": dict(sorted(files.items()))}, indent=1, sort_keys=True) + "\n")
