@@ -406,7 +406,8 @@ for w in (0.0, 1.0, 3.0):
     print(f"w = {w:.0f}: FD ratio {mean_sd(ratios)}, label accuracy {np.mean(accs):.3f}")
 print("w = 1 vs w = 0:", compare(cfg_rows[1.0][0], cfg_rows[0.0][0], names=("w = 1", "w = 0"))["text"])
 fig, ax = plt.subplots(figsize=(7, 3.6))
-viz.show_images(sample_latent(ldm_c, sets["latent"][0][:40], y=torch.arange(40) % 10, w=1.0), nrow=10, ax=ax,
+n_show = min(40, n_fd)
+viz.show_images(sample_latent(ldm_c, sets["latent"][0][:n_show], y=torch.arange(n_show) % 10, w=1.0), nrow=10, ax=ax,
                 title="class-conditional latent DDPM, w = 1 (columns: 0–9)")
 plt.show()
 
@@ -481,7 +482,8 @@ print("latent vs pixel:", compare(fd["latent, f = 4"], fd["pixel, f = 1"], names
 # one on the 32×32 pixels 103 MFLOP (15.8×); decoding adds 5.5 MFLOP once per image, less than one network call. At
 # about equal training compute (3.2 TFLOP for the autoencoder and the latent DDPM together, 3.0 TFLOP for the pixel
 # model's 150 steps) the latent model makes digits (FD ratio 2.34 ± 0.43) and the pixel model does not yet (30.6 ±
-# 2.1): "latent better", beyond noise. Sampling 100 images took 0.5 s in latent space and 5.0 s in pixels. In training
+# 2.1): "latent better", beyond noise. Sampling 100 images took 0.4–0.5 s in latent space and 4–5 s in pixels (two
+# runs; about ten times less, close to the FLOP ratio once decoding is added). In training
 # *seconds* the latent pipeline was slower here (175 s against 118 s): small convolutions on tiny grids run at fewer
 # FLOP per second on a CPU, and these seconds were measured on a shared machine (FLOPs are exact, seconds vary with
 # load). What the table does not say: given 16 times the compute per step, the pixel model would improve — the paper's
@@ -548,7 +550,8 @@ for i, z in enumerate(sets["latent"]):
 print(f"prompt → digit, w = 1: label accuracy {np.mean(acc_p):.3f} (chance 0.1), FD ratio {mean_sd(fd_p)}")
 print(f"class-label model, w = 1: label accuracy {np.mean(cfg_rows[1.0][1]):.3f}")
 fig, ax = plt.subplots(figsize=(7, 3.6))
-viz.show_images(sample_latent(ldm_p, sets["latent"][1][:40], y=prompts[torch.arange(40) % 10], w=1.0), nrow=10, ax=ax,
+viz.show_images(sample_latent(ldm_p, sets["latent"][1][:n_show], y=prompts[torch.arange(n_show) % 10], w=1.0), nrow=10,
+                ax=ax,
                 title='prompts "zero" … "nine" (columns), w = 1')
 plt.show()
 
@@ -692,7 +695,7 @@ if 8 in best:
 # Inception FID on ImageNet and a
 # classifier-feature FD ratio on digits are different scales: compare directions, not numbers.
 #
-# **Running time.** This chapter takes about 5 minutes from a cold cache on two busy cores (the course's budget is 3):
+# **Running time.** This chapter takes 4 to 5 minutes from a cold cache on two busy cores (the course's budget is 3):
 # scoring the pixel-space model at two milestones — 1,800 images at 10 calls of a 103-MFLOP network — is most of it,
 # which is the cost this section is about. Re-runs load the scores from the cache.
 
