@@ -101,6 +101,17 @@ def test_exercise_checkers_accept_solutions_and_reject_wrong_answers():
         ex.check_attend(lambda q, k, v: torch.softmax(q @ k.transpose(-1, -2), -1) @ v)
 
 
+def test_latent_walk_ends_are_reconstructions():
+    torch.manual_seed(0)
+    ae = Autoencoder(factor=4, base_channels=4).eval()
+    xa, xb = torch.randn(1, 32, 32), torch.randn(1, 32, 32)
+    out = L.latent_walk(ae, xa, xb, [0.0, 0.5, 1.0])
+    assert out.shape == (3, 1, 32, 32)
+    torch.testing.assert_close(out[0], L.reconstruct(ae, xa[None])[0])
+    torch.testing.assert_close(out[2], L.reconstruct(ae, xb[None])[0])
+    ex.check_latent_walk(L.latent_walk, ae, xa, xb)
+
+
 def test_latent_walk_checker():
     torch.manual_seed(0)
     ae = Autoencoder(factor=4, base_channels=4).eval()

@@ -131,6 +131,14 @@ def rate_distortion_point(ae: Autoencoder, x: torch.Tensor) -> dict:
             "kl_per_dim": float(rate.mean() / mean[0].numel())}
 
 
+def latent_walk(ae: Autoencoder, x_a: torch.Tensor, x_b: torch.Tensor, weights) -> torch.Tensor:
+    """Decoded images (len(weights), C, H, W) at z = (1 − w) μ(x_a) + w μ(x_b) for each w of ``weights`` (the widget's
+    computation); x_a, x_b are single images (C, H, W). w = 0 and 1 give the reconstructions of x_a and x_b."""
+    z_a, z_b = encode(ae, x_a[None])[0], encode(ae, x_b[None])[0]
+    w = torch.as_tensor(weights, dtype=z_a.dtype).view(-1, 1, 1, 1)
+    return decode(ae, (1 - w) * z_a + w * z_b)
+
+
 def latent_scale(z: torch.Tensor) -> float:
     """s = 1/std of all entries of latents z (N, c, h, w): the factor that gives s·z unit variance (SD's 0.18215)."""
     return float(1.0 / z.double().std())
