@@ -706,8 +706,9 @@ if 8 in best:
 # (`L.latent_walk`); choose the autoencoder by its KL weight β. The widget decodes *any* point on the line (and past its
 # ends, w < 0 or w > 1). On these data the four autoencoders walk almost alike (the static figure below, one row per
 # β): every intermediate point decodes to a plausible blend of strokes, and β changes little — the rate–distortion
-# table's story again (on richer data the weight matters more). Below it, the static version for every β, and an animation of the latent reverse
-# process: the latent z_t (channel 0), the decoded prediction D(ẑ_0/s) along 25 DDIM steps, and the final image.
+# table's story again (on richer data the weight matters more). Below it, the static version for every β, and an
+# animation of the latent reverse process: the latent z_t (channel 0) and the decoded prediction D(ẑ_0/s) along 25 DDIM
+# steps.
 
 # %% slideshow={"slide_type": "-"}
 latent_walk = L.latent_walk  # decode (1 − w) μ(x_a) + w μ(x_b): the widget's pure function, tested with the library
