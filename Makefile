@@ -14,7 +14,7 @@ help:
 	@echo "make course - execute every chapter in place in the current profile (refreshes figures/)"
 	@echo "make pair   - after editing chapters/*.py: update the paired .ipynb, keeping its stored outputs"
 	@echo "make check  - quick checks (seconds): pairing, stored notebooks executed in order, no stored errors"
-	@echo "make models - retrain every shipped cpu-profile model (about 100 min on 2 cores) and rewrite checkpoints/MANIFEST.json"
+	@echo "make models - retrain every shipped cpu-profile model (about 2 h on 2 cores) and rewrite checkpoints/MANIFEST.json"
 	@echo "make gpu-check - on a CUDA machine: gpu-profile throughput, memory and FD ratio in ~7 min (build/gpu_check.json)"
 	@echo "make site   - build the offline website from the stored notebooks into build/site"
 	@echo "make slides - one offline reveal.js deck per chapter, from the stored notebooks, into build/slides"

@@ -1,6 +1,6 @@
 """Rebuild ``checkpoints/``: every shipped cpu-profile model, trained afresh (or loaded from a cache), as EMA weights.
 
-    python checkpoints/make_models.py                  # retrain all (about an hour on 2 cores), rewrite MANIFEST.json
+    python checkpoints/make_models.py                  # retrain all (~2 h on 2 cores), rewrite MANIFEST.json
     python checkpoints/make_models.py --from-cache DIR # ship the models already trained in the cache DIR
     python checkpoints/make_models.py --from-cache DIR --only "flow, digits"  # add or replace these models only
 
