@@ -277,7 +277,7 @@ print(f"latents {tuple(z_train.shape[1:])}: std {z_train.std():.3f}, mean {z_tra
 # NBVAL_CHECK_OUTPUT
 print("scaled latents s·z have unit variance:", ck.unit_variance(scale * z_train))
 print("no scaling (s = 1) rejected:", not ck.unit_variance(z_train))
-print("Stable Diffusion's factor, 1/0.18215, is the std it divides out:", round(1 / 0.18215, 2) == 5.49)
+print(f"identity, not a check: Stable Diffusion's s = 0.18215 divides out a latent std of 1/s = {1 / 0.18215:.2f}")
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 5. Latent diffusion: chapter 03's UNet on the latent grid
@@ -336,8 +336,8 @@ print("inline latent loss = library loss; inline latent DDIM + decode = library:
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Samples and their score.** k = 3 paired sets of z_T (n = 300 in the `cpu` profile), chapter 07's DPM-Solver++(2M)
 # at 10 network calls, decoded, scored in pixel space (section 1). Two references: the **autoencoder's floor** — the FD
-# ratio of reconstructions D(μ(x)) of real test images, which a latent model can approach but not beat, since every
-# sample it makes is some D(z). (Chapter 03's 8×8 model, about 2 at 100 steps, is a reference in scale only: it learned
+# ratio of reconstructions D(μ(x)) of real training images (section 3), which a latent model can approach but not
+# beat, since every sample it makes is some D(z). (Chapter 03's 8×8 model, about 2 at 100 steps, is a reference in scale only: it learned
 # the same digits at 8×8, directly.) The off-subspace size says how much of each sample the score cannot see (0 for real
 # data).
 
@@ -482,8 +482,10 @@ print("latent vs pixel:", compare(fd["latent, f = 4"], fd["pixel, f = 1"], names
 # one on the 32×32 pixels 103 MFLOP (15.8×); decoding adds 5.5 MFLOP once per image, less than one network call. At
 # about equal training compute (3.2 TFLOP for the autoencoder and the latent DDPM together, 3.0 TFLOP for the pixel
 # model's 150 steps) the latent model makes digits (FD ratio 2.34 ± 0.43) and the pixel model does not yet (30.6 ±
-# 2.1): "latent better", beyond noise. Sampling 100 images took 0.4–0.5 s in latent space and 4–5 s in pixels (two
-# runs; about ten times less, close to the FLOP ratio once decoding is added). In training
+# 2.1): "latent better", beyond noise. Sampling 100 images took 0.4–0.5 s in latent space and 2.4–5 s in pixels
+# (three runs on a machine sometimes shared with other work: five to twelve times less, below the FLOP ratio of
+# about 15 at 10 calls with decoding — 10 × 6.5 + 5.5 against 10 × 103 MFLOP — because small convolutions use a CPU
+# less well). In training
 # *seconds* the latent pipeline was slower here (175 s against 118 s): small convolutions on tiny grids run at fewer
 # FLOP per second on a CPU, and these seconds were measured on a shared machine (FLOPs are exact, seconds vary with
 # load). What the table does not say: given 16 times the compute per step, the pixel model would improve — the paper's
