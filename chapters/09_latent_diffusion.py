@@ -482,8 +482,8 @@ print("latent vs pixel:", compare(fd["latent, f = 4"], fd["pixel, f = 1"], names
 # one on the 32×32 pixels 103 MFLOP (15.8×); decoding adds 5.5 MFLOP once per image, less than one network call. At
 # about equal training compute (3.2 TFLOP for the autoencoder and the latent DDPM together, 3.0 TFLOP for the pixel
 # model's 150 steps) the latent model makes digits (FD ratio 2.34 ± 0.43) and the pixel model does not yet (30.6 ±
-# 2.1): "latent better", beyond noise. Sampling 100 images took 0.4–0.5 s in latent space and 2.4–5 s in pixels
-# (three runs on a machine sometimes shared with other work: five to twelve times less, below the FLOP ratio of
+# 2.1): "latent better", beyond noise. Sampling 100 images took 0.3–0.5 s in latent space and 2.4–5 s in pixels
+# (four runs on a machine sometimes shared with other work: five to sixteen times less, below the FLOP ratio of
 # about 15 at 10 calls with decoding — 10 × 6.5 + 5.5 against 10 × 103 MFLOP — because small convolutions use a CPU
 # less well). In training
 # *seconds* the latent pipeline was slower here (175 s against 118 s): small convolutions on tiny grids run at fewer
@@ -662,6 +662,7 @@ for f in F_MODELS:
 for ax, label in zip(axes, ("training steps (batch 64)", "training compute, TFLOP (UNet only)")):
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())  # unlabelled minor ticks: the labels would overlap
     ax.set_xlabel(label)
     ax.set_ylabel("FD ratio (1 = real data)")
     ax.legend(fontsize=8)
