@@ -483,9 +483,9 @@ print("latent vs pixel:", compare(fd["latent, f = 4"], fd["pixel, f = 1"], names
 # about equal training compute (3.2 TFLOP for the autoencoder and the latent DDPM together, 3.0 TFLOP for the pixel
 # model's 150 steps) the latent model makes digits (FD ratio 2.34 ± 0.43) and the pixel model does not yet (30.6 ±
 # 2.1): "latent better", beyond noise. Sampling 100 images took 0.3–0.5 s in latent space and 2.4–5 s in pixels
-# (four runs on a machine sometimes shared with other work: five to sixteen times less, below the FLOP ratio of
-# about 15 at 10 calls with decoding — 10 × 6.5 + 5.5 against 10 × 103 MFLOP — because small convolutions use a CPU
-# less well). In training
+# (four runs on a machine sometimes shared with other work): five to sixteen times less, around the FLOP ratio of
+# about 15 at 10 calls with decoding (10 × 6.5 + 5.5 against 10 × 103 MFLOP); single runs of a few seconds move with
+# the machine's load. In training
 # *seconds* the latent pipeline was slower here (175 s against 118 s): small convolutions on tiny grids run at fewer
 # FLOP per second on a CPU, and these seconds were measured on a shared machine (FLOPs are exact, seconds vary with
 # load). What the table does not say: given 16 times the compute per step, the pixel model would improve — the paper's
