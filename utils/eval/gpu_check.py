@@ -18,7 +18,8 @@ In order, with the gpu profile's UNet (``zoo.digits_config("gpu")``) on MNIST 28
    through ``metrics.mean_sd`` and ``metrics.compare``.
 
 The dry run shrinks every size (batch 8, a 512-image subset, 4 sampling steps, n = 16), compiles with the "eager"
-backend (the CPU's inductor needs a minute or more), uses the smoke profile's feature classifier, and falls back to
+backend (the CPU's inductor needs a minute or more), trains in float32 (bf16 autocast on a CPU is about ten times
+slower than float32 here), uses the smoke profile's feature classifier, and falls back to
 sklearn's digits upscaled to 28x28 when no MNIST file is on disk; its numbers only show that the code runs.
 """
 
@@ -69,11 +70,12 @@ class Plan:
     compile_backend: str = "inductor"
     classifier_profile: str = "gpu"
     data_rows: tuple[int, int] | None = None  # (train, test) subset sizes, None: all
+    bf16: bool = True  # bf16 autocast in training (on a CPU it is about 10x slower than float32)
 
 
 GPU_PLAN = Plan()
 DRY_PLAN = Plan(budget_s=20.0, batch_size=8, timed_s=0.5, warmup_steps=1, sample_batch=16, sample_steps=4, fd_sets=3,
-                fd_n=16, compile_backend="eager", classifier_profile="smoke", data_rows=(512, 256))
+                fd_n=16, compile_backend="eager", classifier_profile="smoke", data_rows=(512, 256), bf16=False)
 
 
 def upscaled_digits(n_train: int | None = None, n_test: int | None = None) -> ImageData:
@@ -137,7 +139,7 @@ def _sync(device: torch.device) -> None:
 
 def train_throughput(net: nn.Module, loss_fn, x_all: torch.Tensor, plan: Plan, *, ema_of: nn.Module | None = None,
                      seed: int = 0) -> dict:
-    """Images/s of ``loop.train_step`` in bf16 autocast on ``x_all``'s device: ``plan.warmup_steps`` untimed steps
+    """Images/s of ``loop.train_step`` (bf16 autocast if ``plan.bf16``) on ``x_all``'s device: ``plan.warmup_steps`` untimed steps
     (their seconds reported: a compile happens there), then at least 2 steps and ``plan.timed_s`` seconds."""
     device = x_all.device
     config = TrainConfig(steps=1, batch_size=plan.batch_size, lr=5e-4)
@@ -145,7 +147,7 @@ def train_throughput(net: nn.Module, loss_fn, x_all: torch.Tensor, plan: Plan, *
     ema = make_ema(ema_of if ema_of is not None else net, config)
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr)
     gen = torch.Generator().manual_seed(seed)
-    autocast = mixed_precision(device, True)
+    autocast = mixed_precision(device, plan.bf16)
 
     def step():
         idx = torch.randint(0, x_all.shape[0], (plan.batch_size,), generator=gen).to(device)
@@ -214,6 +216,7 @@ def run(plan: Plan, *, dry_run: bool, device: torch.device) -> dict:
     torch.manual_seed(0)
     eager = UNet(**kwargs)
     report = {"dry_run": dry_run, "device": str(device), "torch": torch.__version__, "budget_s": plan.budget_s,
+              "precision": "bf16 autocast" if plan.bf16 else "float32",
               "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
               "data": {"name": data.name, "source": source, "train": int(data.train_x.shape[0]),
                        "test": int(data.test_x.shape[0])},
@@ -264,7 +267,7 @@ def run(plan: Plan, *, dry_run: bool, device: torch.device) -> dict:
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
     torch.manual_seed(0)
-    result = train(UNet(**kwargs), loss_fn, x_all, config, progress=False, bf16=True)
+    result = train(UNet(**kwargs), loss_fn, x_all, config, progress=False, bf16=plan.bf16)
     memory, kind = peak_memory(device)
     report["training"] = {"steps": steps, "seconds": result.seconds, "images_per_s": steps * plan.batch_size /
                           result.seconds, "final_loss": float(np.mean(result.losses[-50:])),
@@ -292,12 +295,13 @@ def table(report: dict) -> str:
             return f"{part['images_per_s']:,.0f} images/s"
         return f"- ({part.get('error') or part.get('reason')})"
     tr, c, d, fd = report["training"], report["train_compiled"], report["diffusers"], report["fd_ratio"]
+    prec = "bf16" if report.get("precision", "bf16 autocast").startswith("bf16") else "fp32"
     gb = tr["peak_memory_bytes"] / 2**30
     rows = [
-        ("training, bf16, eager", rate(report["train_eager"])),
-        (f"training, bf16, torch.compile ({c['backend']})",
+        (f"training, {prec}, eager", rate(report["train_eager"])),
+        (f"training, {prec}, torch.compile ({c['backend']})",
          rate(c) + (f" (first steps {c['warmup_s']:.0f} s)" if "warmup_s" in c else "")),
-        ("training, diffusers UNet2DModel, bf16", rate(d) + (f" ({d['parameters'] / 1e6:.1f} M parameters)"
+        (f"training, diffusers UNet2DModel, {prec}", rate(d) + (f" ({d['parameters'] / 1e6:.1f} M parameters)"
                                                            if d.get("available") else "")),
         ("peak memory, training", f"{gb:.2f} GiB ({tr['peak_memory_kind']})"),
         (f"sampling, DDIM {report['sampling']['steps']} steps",
