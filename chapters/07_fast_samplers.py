@@ -471,7 +471,7 @@ for name, row in endpoint_error.items():
 
 # %% slideshow={"slide_type": "subslide"} tags=["nbval-ignore-output"]
 K_SETS = 3
-n_fd = by_profile(smoke=48, cpu=1000, gpu=2000)
+n_fd = by_profile(smoke=48, cpu=400, gpu=2000)
 sets = fs.x_sets(K_SETS, n_fd, (1, size, size))
 NFES = by_profile(smoke=(5, 10), cpu=(5, 10, 15, 20), gpu=(5, 10, 15, 20))
 ODE_NFE = by_profile(smoke=12, cpu=100, gpu=100)
@@ -533,24 +533,28 @@ for row in fs.LINEAGE:
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **What the table says** *(the `cpu` profile's numbers, printed above; ± is the spread of the k = 3 sets)*:
 #
-# - **The ODE limit is 2.02 ± 0.15**, and DPM-Solver-3 at 100 NFE is within 0.002 per pixel of 1000-step DDIM (the
+# - **Read the numbers against each other only.** The sets hold n = 400 samples in the `cpu` profile. An FD ratio
+#   grows with n: a model's own distance to the data stays, while the real-vs-real floor it is divided by shrinks
+#   like 1/n. So these ratios are smaller than the n = 1000 ratios of chapters 03 and 08 for the same model.
+# - **The ODE limit is 1.01 ± 0.33**, and DPM-Solver-3 at 100 NFE is within 0.002 per pixel of 1000-step DDIM (the
 #   10-NFE solvers are 0.04–0.07 away): what the network's ODE gives, solved exactly. No ODE solver can do better
-#   than that on this model; chapter 04's stochastic 1000-step DDPM (FD ratio about 1.1 there) can.
-# - **DDIM converges slowly**: 22 at 5 NFE, 9.3 at 10, 3.7 at 20 — first order, as measured on the Gaussian.
-# - **At 10 NFE the multistep solvers win**: PNDM 2.02, UniPC-3 3.1, DPM-Solver++(2M) 3.7, DEIS-3 4.4; the singlestep
-#   DPM-Solver-2/3 are *worse* than DDIM at 10 NFE (10.1 and 25.2) and collapse at 5 (300 and 245): with 3 NFE a step,
-#   10 NFE is three steps, and their intermediate evaluations sit at very high noise on the λ grid. By 20 NFE every
-#   high-order solver is within 0.1–0.3 of the ODE limit.
+#   than that on this model.
+# - **DDIM converges slowly**: 6.6 at 5 NFE, 3.1 at 10, 1.5 at 20 — first order, as measured on the Gaussian.
+# - **At 10 NFE the multistep solvers win**: PNDM 0.94, UniPC-3 1.43, DPM-Solver++(2M) 1.57, DEIS-3 1.76; the
+#   singlestep DPM-Solver-2/3 are *worse* than DDIM at 10 NFE (3.9 and 8.7) and collapse at 5 (98 and 81): with
+#   3 NFE a step, 10 NFE is three steps, and their intermediate evaluations sit at very high noise on the λ grid. By
+#   20 NFE every high-order solver is within 0.15 of the ODE limit (1.05–1.16; PNDM 0.91).
 # - **The grid matters as much as the solver.** PNDM's lead comes from its grid: its multistep weights assume equal
 #   steps in t, so it runs on the uniform grid, and on this model (DDPM's linear schedule, T = 1000) the λ-uniform grid
 #   the other solvers use by default spends its steps badly at 5–10 NFE. The grid search below makes the same point.
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Is DPM-Solver-3 at ~100 NFE the ODE limit?** Compare it with 1000-step DDIM (η = 0, 1000 NFE) from the same
-# x_T on a batch of 200: the mean pixel distance between the two, against the distance of the 10-NFE solvers to it.
+# x_T on a batch of 100 (200 in the `gpu` profile): the mean pixel distance between the two, against the distance
+# of the 10-NFE solvers to it.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-x_check = sets[0][:by_profile(smoke=16, cpu=200, gpu=200)].to(device)
+x_check = sets[0][:by_profile(smoke=16, cpu=100, gpu=200)].to(device)
 ddim_1000 = samplers.sample_ddim(denoiser, x_check, time_grids.time_grid(T, T=T))
 dpm3_100 = SOLVERS["DPM-Solver-3"][0](denoiser, x_check, grid_for("DPM-Solver-3", ODE_NFE, denoiser, T=T))
 print(f"mean |DPM-Solver-3 ({ODE_NFE} NFE) − DDIM ({T} steps)| per pixel: {(dpm3_100 - ddim_1000).abs().mean():.4f}")
@@ -559,7 +563,9 @@ for name in ("DDIM", "DPM-Solver++(2M)", "UniPC-3"):
     print(f"mean |{name} (10 NFE) − DDIM ({T} steps)| per pixel: {(out - ddim_1000).abs().mean():.4f}")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Targets.** (a) The best solver at 10 NFE within noise of the ODE limit; (b) at 5 NFE an FD ratio ≤ 2.0. For (b)
+# **Targets.** (a) The best solver at 10 NFE within noise of the ODE limit; (b) at 5 NFE an FD ratio ≤ 2.0 on sets
+# of 1000 samples (the course's quality target; the tables here use n = 400 in the `cpu` profile, and an FD ratio
+# grows with n, so (b) is scored on three fresh sets of 1000). For (b)
 # the default grids are not enough (the table above), so search the grid: spacing × t_min (where the last real step
 # ends before the jump to 0) × solver, **chosen on a fourth, held-out x_T set** and then reported on the three
 # table sets, so the choice is not fitted to the sets it is scored on.
@@ -599,18 +605,25 @@ name5, spacing5, t_min5 = choice.split("|")
 extra5 = dict(spacing=spacing5) | ({"t_min": float(t_min5)} if t_min5 != "None" else {})
 ts5 = grid_for(name5, 5, denoiser, T=T, **extra5)
 five, nfe5 = fs.fd_scores(lambda m, x, y: SOLVERS[name5][0](m, x.to(device), ts5.to(device)), denoiser, sets)
-print(f"(b) chosen: {choice}; on the {K_SETS} table sets: FD ratio {mean_sd(five)} at {nfe5:.0f} NFE; "
-      f"target ≤ 2.0 met: {'yes' if np.mean(five) <= 2.0 else 'no'}")
+# the course's quality target is stated for sets of 1000 (FD ratios grow with n): score the choice on fresh sets of 1000
+N_TARGET = by_profile(smoke=48, cpu=1000, gpu=1000)
+five_big, _ = fs.fd_scores(lambda m, x, y: SOLVERS[name5][0](m, x.to(device), ts5.to(device)), denoiser,
+                           fs.x_sets(K_SETS, N_TARGET, (1, size, size), seed=9200))
+print(f"(b) chosen: {choice}; on the {K_SETS} table sets (n = {n_fd}): FD ratio {mean_sd(five)} at {nfe5:.0f} NFE; "
+      f"on {K_SETS} fresh sets of {N_TARGET}: {mean_sd(five_big)}; "
+      f"target ≤ 2.0 at n = 1000 met: {'yes' if np.mean(five_big) <= 2.0 else 'no'}")
 default5 = table["DPM-Solver++(2M)|5"][0]
 print("   against DPM-Solver++(2M) on its default λ grid:", compare(five, default5, names=("searched", "default"))["text"])
 
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **Where the targets land.** (a) **Met**: at 10 NFE PNDM on its uniform grid is within noise of the ODE limit (2.02 vs
-# 2.02). (b) **Not met**: the search picks UniPC-3 on the uniform grid (2.64 on the held-out set), which scores
-# 4.28 ± 0.51 on the three table sets — far better than DPM-Solver++(2M) on its default λ grid (19.8), but twice the
-# 2.0 target. Note the gap between 2.64 and 4.28: the best of 24 candidates on one set is an optimistic estimate of
-# the same choice on fresh sets, which is why the choice is scored on sets it was not chosen on. Getting to 2.0 at
+# **Where the targets land.** (a) **Met**: at 10 NFE PNDM on its uniform grid is within noise of the ODE limit (0.94
+# vs 1.01). (b) **Not met**: the search picks UniPC-3 on the quadratic grid (1.01 on the held-out set), which scores
+# 1.57 ± 0.19 on the three table sets — far better than DPM-Solver++(2M) on its default λ grid (7.2) — and
+# 4.37 ± 0.90 on three fresh sets of 1000, twice the 2.0 target. Two lessons in one line. The gap between 1.01 and
+# 1.57 is selection: the best of 24 candidates on one set is an optimistic estimate of the same choice on fresh sets,
+# which is why the choice is scored on sets it was not chosen on. The gap between 1.57 and 4.37 is the sample size:
+# the same sampler read at n = 400 and at n = 1000, which is why a target must say its n. Getting to 2.0 at
 # 5 NFE would need more than a grid over these families: a learned or distilled sampler (this chapter's further
 # reading) or a model trained for few-step sampling (chapter 08).
 
@@ -648,11 +661,11 @@ for nfe in REPRO_NFES:
 
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **What reproduces.** DPM-Solver beats DDIM clearly at 20 NFE (2.13 vs 3.69) — reproduced.
+# **What reproduces.** DPM-Solver beats DDIM clearly at 20 NFE (1.13 vs 1.52) — reproduced.
 # At 10 and 12 NFE it does **not**: the 3rd-order singlestep solver with its λ-uniform grid is far worse than DDIM
-# (25.2 vs 9.3), and at 15 NFE the two are within noise. The paper's 10-NFE result (FID 4.70) uses its
+# (8.7 vs 3.1 at 10 NFE), and at 15 NFE the two are within noise. The paper's 10-NFE result (FID 4.70) uses its
 # "DPM-Solver-fast" order schedule and a continuous-time model; here three 3-NFE steps on a discrete 1000-step model
-# are too few, and the multistep DPM-Solver++(2M) (3.65 at 10 NFE, 2.86 at 12) is the member of the family that
+# are too few, and the multistep DPM-Solver++(2M) (1.57 at 10 NFE, 1.31 at 12) is the member of the family that
 # delivers the paper's claim — fast sampling in about ten steps — on this model. A classifier-feature FD ratio on 8×8
 # digits is not Inception FID on CIFAR-10; compare the shapes of the curves, not the numbers.
 
@@ -670,7 +683,7 @@ for nfe in REPRO_NFES:
 den_c, res_c = digits_ddpm(conditional=True, p_uncond=0.1, clip_x0=None, T=by_profile(smoke=20, cpu=1000, gpu=1000))
 den_c_clip, _ = digits_ddpm(conditional=True, p_uncond=0.1, clip_x0=(-1.0, 1.0),
                             T=by_profile(smoke=20, cpu=1000, gpu=1000))
-n_g = by_profile(smoke=40, cpu=500, gpu=1000)
+n_g = by_profile(smoke=40, cpu=200, gpu=1000)
 g_sets = [s[:n_g] for s in sets]
 g_labels = [torch.arange(n_g) % 10 for _ in g_sets]
 FORMS = {"ε: DPM-Solver-2": lambda m, x, ts, y: solvers.sample_dpm_solver(m, x, ts, order=2, y=y),
@@ -717,12 +730,13 @@ for w in G_WS:
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **Reading it.** At **10 guided NFE the ++ form wins everywhere**, by a lot: at w = 4 without thresholding the ε form
-# scores 17.7 (label accuracy 0.63) and the data form 1.14 (accuracy 1.00); thresholding rescues part of the ε form
-# (6.2 at w = 4) and helps the data form a little (0.90). That is DPM-Solver++'s claim (its Section 3: high-order
+# scores 7.9 (label accuracy 0.63) and the data form 0.53 (accuracy 1.00); thresholding rescues part of the ε form
+# (2.5 at w = 4) and helps the data form a little (0.43). That is DPM-Solver++'s claim (its Section 3: high-order
 # noise-form solvers become unstable under large guidance), reproduced. At **20 NFE the ε form is ahead** on FD
-# ratio (e.g. 0.55 vs 0.74 at w = 2) with the same accuracy: once the steps are small enough both forms are stable,
+# ratio (e.g. 0.28 vs 0.35 at w = 2) with the same accuracy: once the steps are small enough both forms are stable,
 # and the comparison turns on other errors. FD ratios below 1 are possible here: guided samples are compared with the
-# test digits' feature statistics and can be more typical than a random set of real digits.
+# test digits' feature statistics and can be more typical than a random set of real digits (and at n = 200 a set
+# this close to the data reads lower still; compare within the table).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
 # ## 9. Analytic-DPM: the optimal reverse variance from the network's own moments
@@ -773,10 +787,11 @@ for K in KS:
 
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **What reproduces — no.** The paper's Analytic-DDPM improves DDPM at every K (34.26 vs 44.45 at K = 10). Here it is
-# slightly *worse* than β̃ at K = 10 (6.64 vs 6.06) and at K = 25 (2.66 vs 2.59), beyond noise. The analytic variance
-# is larger than β̃ (the network's Γ_t < 1 says x_0 is uncertain), and on these 8×8 digits the larger noise costs
-# more than the better-matched variance gains. The bound clipping of Theorem 2 is implemented; an image-specific
+# **What reproduces — barely.** The paper's Analytic-DDPM improves DDPM at every K (34.26 vs 44.45 at K = 10: 23 %).
+# Here it is better than β̃ at K = 10 beyond noise, but by 0.03 on 2.1 (under 2 %: the paired difference is precise, the
+# gain is tiny), and within noise of it at K = 25 (2.00 vs 1.98): "reproduces" at K = 10 only, and not in size. The
+# analytic variance is larger than β̃ (the network's Γ_t < 1 says x_0 is uncertain), and on these 8×8 digits the
+# larger noise costs almost as much as the better-matched variance gains. The bound clipping of Theorem 2 is implemented; an image-specific
 # treatment of the last steps that the authors' sampler adds is not. DDIM (η = 0) beats both stochastic samplers at K = 10, as
 # in the paper's Table 2.
 
@@ -784,7 +799,8 @@ for K in KS:
 # ### Explore: solver × NFE × grid
 #
 # The widget samples 64 digits from one fixed x_T batch with the chosen solver, budget and grid, and prints the NFE it
-# counted and the FD ratio of 200 samples (noisier than the tables' n = 1000). Below it, the static version.
+# counted and the FD ratio of 200 samples (the tables use n = 400 in the `cpu` profile, 2000 in the `gpu` profile).
+# Below it, the static version.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
 x_widget = sets[0][:by_profile(smoke=48, cpu=200, gpu=200)].to(device)
@@ -879,12 +895,13 @@ ch07.check_dpmpp_2m_step(dpmpp_2m_step_solution)
 #   DDIM is DPM-Solver-1 and DPM-Solver++'s first-order step, to float precision.
 # - PNDM, DEIS, DPM-Solver, DPM-Solver++ and UniPC are one family: keep the exact linear part, extrapolate ε̂ or x̂_0
 #   in t or λ, singlestep or multistep, with or without a corrector (the lineage table of section 4).
-# - On chapter 03's digits model the ODE limit (FD ratio 2.02) is reached at 10 NFE by PNDM on its uniform grid and at
-#   about 20 NFE by every high-order solver; at 5 NFE the best grid found (UniPC-3, uniform in t) reaches 4.3 on fresh
-#   sets — short of the 2.0 target. Singlestep solvers need more than ten evaluations; the grid matters as much as the order.
-# - Under classifier-free guidance the data-prediction form is far more robust at 10 NFE (w = 4: 1.14 against 17.7);
+# - On chapter 03's digits model the ODE limit (FD ratio 1.01 at n = 400) is reached at 10 NFE by PNDM on its uniform
+#   grid and at about 20 NFE by every high-order solver; at 5 NFE the best grid found (UniPC-3, quadratic in t)
+#   reaches 4.4 on sets of 1000 — short of the 2.0 target. Singlestep solvers need more than ten evaluations; the grid matters as much as the order.
+# - Under classifier-free guidance the data-prediction form is far more robust at 10 NFE (w = 4: 0.53 against 7.9);
 #   at 20 NFE the noise form is slightly ahead.
-# - Analytic-DPM's optimal variance did not improve few-step DDPM on these digits (reproduces: no).
+# - Analytic-DPM's optimal variance improved few-step DDPM on these digits by 2 % at K = 10 and not at K = 25: the
+#   paper's direction, not its size.
 #
 # **Further reading.** Karras et al. 2022 (EDM) — the time grid and Heun's method in σ, and when stochasticity helps;
 # Lu et al. 2022b, Section 5 — SDE variants of DPM-Solver++; Zhang, Tao & Chen, *gDDIM* (ICLR 2023); Zheng et al.,

@@ -424,15 +424,16 @@ plt.show()
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **FD ratio against NFE.** k = 3 paired sets of x_T (n = 1000 in the cpu profile) shared by every method; NFE
-# 1, 2, 4, 8, 16, 32. For each model its first-order sampler (the flow: Euler in t from t = 1; the DDPM: DDIM on its
-# 1000-step grid — which section 4 showed is Euler on its straight-path view) and chapter 07's best few-step solver
+# 1, 2, 4, 8, 16 (and 32 in the `gpu` profile). For each model its first-order sampler (the flow: Euler in t from
+# t = 1; the DDPM: DDIM on its 1000-step grid — which section 4 showed is Euler on its straight-path view) and
+# chapter 07's best few-step solver
 # (UniPC-3 on a uniform grid; for the flow from t = 1 − 10⁻³, where λ is finite). Scores are cached by weights and
 # options.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
 K_SETS = 3
 n_fd = by_profile(smoke=48, cpu=1000, gpu=2000)
-NFES = by_profile(smoke=(1, 2, 4), cpu=(1, 2, 4, 8, 16, 32), gpu=(1, 2, 4, 8, 16, 32))
+NFES = by_profile(smoke=(1, 2, 4), cpu=(1, 2, 4, 8, 16), gpu=(1, 2, 4, 8, 16, 32))
 sets = fs.x_sets(K_SETS, n_fd, (1, size, size))
 T_MAX_FLOW = 1 - 1e-3
 
@@ -624,15 +625,15 @@ plt.show()
 #
 # Our miniature: RK45 at tolerance 10⁻⁵ (NFE counted, FD ratio, k = 3 sets) for chapter 03's DDPM (chapter 05's
 # `sample_pf_ode_rk45`), 1-, 2- and 3-rectified flow; and one Euler step for the flows. The RK45 sets are the first
-# n_rk samples of each set (n = 250 in the `cpu` profile, 1000 in the `gpu` profile): the adaptive solver's NFE is
+# n_rk samples of each set (n = 160 in the `cpu` profile, 1000 in the `gpu` profile): the adaptive solver's NFE is
 # what this table is about, and a few hundred evaluations per model on 1000 samples would cost several minutes on
-# two CPU cores. FD ratios at n = 250 are smaller than the n = 1000 ratios above (an imperfect model's ratio grows
+# two CPU cores. FD ratios at n = 160 are smaller than the n = 1000 ratios above (an imperfect model's ratio grows
 # with n) and noisier: compare them only within this table.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
 PAPER_RF = {"1-rectified (flow matching)": "FID 2.58 (RK45); distilled 1 step 6.18",
             "2-rectified": "distilled 1 step 4.85", "3-rectified": "distilled 1 step 5.21"}
-n_rk = by_profile(smoke=16, cpu=250, gpu=1000)
+n_rk = by_profile(smoke=16, cpu=160, gpu=1000)
 RK_TOL = by_profile(smoke=1e-2, cpu=1e-5, gpu=1e-5)  # the smoke profile's barely trained models are stiff
 rk_sets = [s[:n_rk] for s in sets]
 
