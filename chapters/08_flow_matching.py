@@ -510,9 +510,9 @@ print(f"with chapter 07's solver instead: {unipc8['text']}")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # **What the table says.** At equal network and equal training steps, the flow with plain Euler beats the DDPM with
-# DDIM at 2, 4 and 8 NFE beyond noise (8.7 vs 15.9 at 4, 3.3 vs 4.8 at 8) and is within noise of it at 16 and 32;
-# its 100-step limit is 1.61 ± 0.39 (chapter 07 measured the DDPM's ODE limit at 2.02 ± 0.15; the paired RK45
-# comparison of section 8's reproduction finds the two limits within noise). One step is useless for both: the
+# DDIM at 2, 4 and 8 NFE beyond noise (8.7 vs 15.9 at 4, 3.3 vs 4.8 at 8) and is within noise of it at 16;
+# its 100-step limit is 1.61 ± 0.39 (the paired RK45 comparison of section 8's reproduction finds the flow's and
+# the DDPM's limits within noise). One step is useless for both: the
 # flow's single step from t = 1 returns E[x_0], the mean digit, for every x_1 (FD ratio 648); DDIM's starts at
 # α_T = 0.006 and is no better in kind. The **target** — 8 Euler steps within noise of the flow's own 100-step result
 # — is **not met** (3.32 ± 0.39 against 1.61: the paths are not straight enough for Euler, as section 8 measures).
@@ -670,13 +670,13 @@ print("reproduces (Liu: reflow makes one step far better):",
       "yes" if compare(few["2-rectified"]["1"][0], few["1-rectified (flow matching)"]["1"][0])["verdict"] == "A better" else "no")
 
 # %% [markdown] slideshow={"slide_type": "subslide"}
-# **What matches.** Lipman et al.'s NFE ordering reproduces: the adaptive solver needs 371 evaluations for chapter
-# 03's DDPM and 232 for the flow (their CIFAR-10: 274 and 142), and reflow cuts it further (132, then 122), which is
-# straightness seen by a step-size controller. Their quality gain (FID 6.35 vs 7.48) does **not** reproduce beyond
-# noise here: FD ratio 1.09 ± 0.16 against 1.22 ± 0.34, within noise at k = 3. Liu et al.'s central claim — reflow
-# makes one step work — reproduces (648 → 3.49); so does the price they report for full simulation, in direction
-# only: the RK45 FD ratio drifts from 1.09 to 1.29 with the first round (1.29 again after the second), within the
-# noise of three sets. Their
+# **What matches.** Lipman et al.'s NFE ordering reproduces: the adaptive solver needs 359 evaluations for chapter
+# 03's DDPM and 226 for the flow (their CIFAR-10: 274 and 142), and reflow cuts it further (134, then 132 — the
+# second round adds almost nothing), which is straightness seen by a step-size controller. Their quality gain (FID
+# 6.35 vs 7.48) does **not** reproduce beyond noise here: FD ratio 1.17 ± 0.27 against 1.47 ± 0.91, within noise at
+# k = 3. Liu et al.'s central claim — reflow makes one step work — reproduces (648 → 3.49); so does the price they
+# report for full simulation, in direction only: the RK45 FD ratio drifts from 1.17 to 1.32 with the first round
+# (1.38 after the second), within the noise of three sets. Their
 # best one-step results are distilled (6.18, 4.85, 5.21 for 1-, 2-, 3-rectified), and so is ours (2.78). Where we
 # differ: their distilled 3-rectified flow is worse than the 2-rectified one, while our undistilled 3-rectified flow
 # is slightly better at one step than the 2-rectified. A classifier-feature FD ratio on 8×8 digits is not Inception
@@ -821,7 +821,7 @@ ch08.check_ot_pairing(ot_pairing_solution)
 # - Reflow straightens the ODE 29-fold in one round and makes one step produce digits (3.5); distillation reaches 2.78
 #   at one step (target met) and 2.48 at two (target ≤ 2.0 not met); each round costs a pair-generation pass as long
 #   as a training run, and full-simulation quality drifts down (within noise).
-# - The adaptive solver's NFE falls from DDPM (371) to flow matching (232) to reflow (132, 122), as Lipman et al. and
+# - The adaptive solver's NFE falls from DDPM (359) to flow matching (226) to reflow (134, 132), as Lipman et al. and
 #   Liu et al. report; the quality gains beyond that are within our noise.
 #
 # **Further reading.** Albergo, Boffi & Vanden-Eijnden (2023) — stochastic interpolants, which contain both flows and
