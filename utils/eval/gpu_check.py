@@ -139,8 +139,9 @@ def _sync(device: torch.device) -> None:
 
 def train_throughput(net: nn.Module, loss_fn, x_all: torch.Tensor, plan: Plan, *, ema_of: nn.Module | None = None,
                      seed: int = 0) -> dict:
-    """Images/s of ``loop.train_step`` (bf16 autocast if ``plan.bf16``) on ``x_all``'s device: ``plan.warmup_steps`` untimed steps
-    (their seconds reported: a compile happens there), then at least 2 steps and ``plan.timed_s`` seconds."""
+    """Images/s of ``loop.train_step`` (bf16 autocast if ``plan.bf16``) on ``x_all``'s device: ``plan.warmup_steps``
+    untimed steps (their seconds reported: a compile happens there), then at least 2 steps and ``plan.timed_s``
+    seconds."""
     device = x_all.device
     config = TrainConfig(steps=1, batch_size=plan.batch_size, lr=5e-4)
     net.to(device).train()
@@ -295,7 +296,7 @@ def table(report: dict) -> str:
             return f"{part['images_per_s']:,.0f} images/s"
         return f"- ({part.get('error') or part.get('reason')})"
     tr, c, d, fd = report["training"], report["train_compiled"], report["diffusers"], report["fd_ratio"]
-    prec = "bf16" if report.get("precision", "bf16 autocast").startswith("bf16") else "fp32"
+    prec = {"bf16 autocast": "bf16", "float32": "fp32"}[report["precision"]]
     gb = tr["peak_memory_bytes"] / 2**30
     rows = [
         (f"training, {prec}, eager", rate(report["train_eager"])),
