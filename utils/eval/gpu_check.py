@@ -47,7 +47,7 @@ from utils.eval.metrics import classifier_config, compare, fd_ratio, feature_cla
 from utils.nets import UNet, count_parameters
 from utils.samplers import sample_ddim, time_grid
 from utils.training.distributed import mnist_root
-from utils.training.loop import TrainConfig, make_ema, mixed_precision, train, train_step
+from utils.training.loop import TrainConfig, make_ema, make_optimizer, mixed_precision, train, train_step
 from utils.training.zoo import digits_config, make_schedule, unet_kwargs
 from utils.training.losses import diffusion_loss_fn
 
@@ -146,7 +146,7 @@ def train_throughput(net: nn.Module, loss_fn, x_all: torch.Tensor, plan: Plan, *
     config = TrainConfig(steps=1, batch_size=plan.batch_size, lr=5e-4)
     net.to(device).train()
     ema = make_ema(ema_of if ema_of is not None else net, config)
-    opt = torch.optim.AdamW(net.parameters(), lr=config.lr)
+    opt = make_optimizer(net, config, device)
     gen = torch.Generator().manual_seed(seed)
     autocast = mixed_precision(device, plan.bf16)
 

@@ -45,8 +45,8 @@ from utils.data import image_data
 from utils.nets import UNet
 from utils.training.cache import cache_path, store_trained
 from utils.training.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from utils.training.loop import (TrainConfig, TrainResult, check_finite, learning_rate, make_ema, mixed_precision,
-                                 restore_training_state, train_step, training_state)
+from utils.training.loop import (TrainConfig, TrainResult, check_finite, learning_rate, make_ema, make_optimizer,
+                                 mixed_precision, restore_training_state, train_step, training_state)
 from utils.training.zoo import SCHEDULES, WEIGHTINGS, digits_config, digits_recipe
 
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -175,7 +175,7 @@ def train_distributed(model: torch.nn.Module, loss, data: torch.Tensor, config: 
         model.to(device).train()
         net = DistributedDataParallel(model, device_ids=[device.index] if cuda else None) if world > 1 else model
         ema = make_ema(model, config) if rank == 0 else None
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = make_optimizer(model, config, device)
         gen = torch.Generator().manual_seed(config.seed)
         losses, start, seconds = torch.zeros(0), 0, 0.0
         state = _resume_state(path, resume, rank, world)

