@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NOTEBOOKS := $(sort $(wildcard chapters/*.ipynb))
 
-.PHONY: lab test unit course clean-cache help site slides test-browser pair check models gpu-check
+.PHONY: lab test unit course clean-cache help site slides test-browser pair check models gpu-check bench
 
 help:
 	@echo "make lab    - install into $(VENV) and open JupyterLab at the repository root"
@@ -16,6 +16,7 @@ help:
 	@echo "make check  - quick checks (seconds): pairing, stored notebooks executed in order, no stored errors"
 	@echo "make models - retrain every shipped cpu-profile model (about 2 h on 2 cores) and rewrite checkpoints/MANIFEST.json"
 	@echo "make gpu-check - on a CUDA machine: gpu-profile throughput, memory and FD ratio in ~7 min (build/gpu_check.json)"
+	@echo "make bench  - the course's digits model against the usual diffusers recipe, same training budgets (~15 min; build/bench.json)"
 	@echo "make site   - build the offline website from the stored notebooks into build/site"
 	@echo "make slides - one offline reveal.js deck per chapter, from the stored notebooks, into build/slides"
 	@echo "make test-browser - real-browser tests (Chromium): JupyterLab, every page of the site, every slide deck"
@@ -47,15 +48,21 @@ $(DOCS_STAMP): pyproject.toml $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,docs,browser]"
 	@touch $(DOCS_STAMP)
 
+# diffusers comes from the bench extra: the chapters never need it; make bench and tests/test_bench.py do.
+BENCH_STAMP := $(VENV)/.installed-bench
+$(BENCH_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	@touch $(BENCH_STAMP)
+
 lab: $(STAMP)
 	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=. $(ALLOW_ROOT) $(LAB_ARGS)
 
 # Each test process uses one thread: on a 2-core machine with two pytest workers, more only fight.
-test: $(STAMP)
+test: $(BENCH_STAMP)
 	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests --ignore=tests/browser \
 		--nbval-lax --nbval-current-env --nbval-sanitize-with tests/sanitize.cfg $(NOTEBOOKS)
 
-unit: $(STAMP)
+unit: $(BENCH_STAMP)
 	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests --ignore=tests/browser
 
 # Prints each chapter's wall-clock seconds; COURSE_CACHE_DIR=$(mktemp -d) make course times a cold run.
@@ -95,6 +102,11 @@ models: $(STAMP)
 # CUDA only (GPU_CHECK_DRY_RUN=1: the same code on the CPU at tiny sizes); GPU_CHECK_BUDGET_S sets the seconds (420).
 gpu-check: $(STAMP)
 	$(BIN)/python -m utils.eval.gpu_check
+
+# BENCH_ARGS passes options, e.g. BENCH_ARGS='--budgets 30 60'.
+BENCH_ARGS ?=
+bench: $(BENCH_STAMP)
+	$(BIN)/python -m utils.eval.bench $(BENCH_ARGS)
 
 clean-cache:
 	rm -rf .cache

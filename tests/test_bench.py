@@ -1,0 +1,58 @@
+"""``make bench`` (diffusers comes from the bench extra, which ``make test`` installs): the diffusers recipe's sampler recovers a known answer, and the dry run writes a full report."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import torch
+
+from utils.eval.bench import RECIPE_T, markdown_table, sample_diffusers_recipe
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+class ExactOnePoint(torch.nn.Module):
+    """The exact ε-predictor of data that is one image c: ε̂(x_n, n) = (x_n − √ᾱ_n c)/√(1 − ᾱ_n), with ᾱ taken
+    from the recipe's scheduler (``shift`` moves the timestep it reads: a wrong index)."""
+
+    def __init__(self, c: torch.Tensor, shift: int = 0):
+        super().__init__()
+        from diffusers import DDPMScheduler
+        self.c, self.shift = c, shift
+        self.ab = DDPMScheduler(num_train_timesteps=RECIPE_T, beta_schedule="squaredcos_cap_v2").alphas_cumprod
+        self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x, n):
+        ab = self.ab[(int(n) + self.shift) % RECIPE_T]
+        return SimpleNamespace(sample=(x - ab.sqrt() * self.c) / (1 - ab).sqrt())
+
+
+def test_recipe_sampler_returns_the_one_data_point():
+    c = torch.linspace(-0.8, 0.8, 64).reshape(1, 8, 8)
+    out = sample_diffusers_recipe(ExactOnePoint(c), 8, 50, (1, 8, 8), torch.Generator().manual_seed(0))
+    assert out.shape == (8, 1, 8, 8)
+    assert (out - c).abs().max() < 1e-3
+    # the nearest wrong answer: the network read at the wrong timestep (off by 20 of 1000) misses c
+    wrong = sample_diffusers_recipe(ExactOnePoint(c, shift=20), 8, 50, (1, 8, 8), torch.Generator().manual_seed(0))
+    assert (wrong - c).abs().max() > 1e-2
+
+
+def test_dry_run_writes_the_side_by_side_report(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "COURSE_PROFILE": "smoke",
+           "COURSE_CACHE_DIR": str(tmp_path / "c")}
+    done = subprocess.run([sys.executable, "-m", "utils.eval.bench", "--dry-run", "--out", str(tmp_path / "b.json")],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "b.json").read_text())
+    assert report["dry_run"] is True and report["k"] == 3 and report["profile"] == "smoke"
+    (row,) = report["rows"]
+    for side in ("course", "diffusers"):
+        r = row[side]
+        assert r["steps"] >= 1 and r["train_s"] > 0 and r["samples_per_s"] > 0
+        assert len(r["fd"]) == 3 and all(f > 0 for f in r["fd"])
+    assert row["course"]["train_s"] < 10 * row["budget_s"] + 10  # the step count follows the budget
+    assert row["verdict"] in ("course better", "diffusers better", "within noise")
+    assert markdown_table(report) in done.stdout
