@@ -55,9 +55,10 @@ profile, device, gen = start_chapter(seed=0)
 # ## 1. Your environment
 #
 # The course runs in three *profiles* (set `COURSE_PROFILE`, or let the course choose `gpu` when CUDA is
-# present and `cpu` otherwise): `smoke` (tiny, for CI), `cpu` (2-D toys and 8x8 digits, about a minute of
-# training per model — the stored outputs of every chapter come from this profile), and `gpu` (28x28
-# MNIST, full-size networks). The same code runs in all three; only sizes change.
+# present and `cpu` otherwise): `smoke` (tiny, for CI), `cpu` (2-D toys and 8x8 digits, from seconds to
+# about four minutes of training per model, shipped trained in `checkpoints/` — the stored outputs of every
+# chapter come from this profile), and `gpu` (28x28 MNIST, full-size networks). The same code runs in all three;
+# only sizes change.
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
 for key, value in environment_report().items():
@@ -349,7 +350,7 @@ print("the check rejects the density without the Jacobian 1/alpha^2 of x -> alph
 # %% [markdown] slideshow={"slide_type": "subslide"}
 # ### Handwritten digits
 # Eight by eight pixels, 17 grey levels — small enough to train a real diffusion model on a laptop CPU
-# in a minute, real enough that mistakes show.
+# in a few minutes, real enough that mistakes show.
 
 # %% slideshow={"slide_type": "-"}
 digits = data.image_data()

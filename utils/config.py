@@ -6,7 +6,7 @@ Profiles (environment variable ``COURSE_PROFILE``):
 profile    data                                   models
 =========  =====================================  ==========================================
 ``smoke``  tiny subsets                           tiny, a few dozen steps (CI)
-``cpu``    2-D toys, sklearn digits (8x8)         small, about a minute of training each
+``cpu``    2-D toys, sklearn digits (8x8)         small, seconds to ~4 min of training each
 ``gpu``    2-D toys, MNIST 28x28                  full-size UNets, bf16 autocast
 =========  =====================================  ==========================================
 

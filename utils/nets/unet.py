@@ -64,7 +64,8 @@ class UNet(nn.Module):
     between levels, so H and W must be divisible by 2^(levels − 1) (28 → 14 → 7 works with 3 levels).
     ``attention_res`` lists resolutions (e.g. ``(7,)`` or ``(4,)``) that get self-attention; it needs
     ``image_size``. The last convolution is zero-initialised, so a fresh UNet outputs 0.
-    The defaults (about 0.6 M parameters) train on 8x8 digits in a minute or two of CPU; on a GPU use e.g.
+    The defaults have about 0.6 M parameters; the cpu profile's digits model is ``base_channels=16,
+    channel_mults=(1, 2)`` (0.16 M, ``utils.training.zoo.digits_config``); on a GPU use e.g.
     ``base_channels=64, channel_mults=(1, 2, 2), attention_res=(7,), image_size=28`` for MNIST.
     """
 

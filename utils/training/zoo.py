@@ -10,8 +10,9 @@ Every later chapter can ask for the same model without depending on a file anoth
 They return a ready ``Denoiser`` (EMA weights, eval mode, on ``get_device()``) and the ``TrainResult``
 (loss curve, seconds, whether it was loaded). Each model is described by a frozen spec dataclass (``ToySpec``,
 ``DigitsSpec``, ``DequantisedDigitsSpec``) whose ``dataclasses.asdict`` is its cache key; schedules enter it by
-name, and a schedule's name encodes T and its β range. Sizes follow the profile: ``smoke`` tiny, ``cpu`` about
-three minutes of training on two cores (digits 8x8), ``gpu`` a larger UNet on MNIST 28x28 with bf16 autocast.
+name, and a schedule's name encodes T and its β range. Sizes follow the profile: ``smoke`` tiny, ``cpu`` seconds
+to about four minutes of training each on two cores (``checkpoints/MANIFEST.json`` records each; digits 8x8), ``gpu``
+a larger UNet on MNIST 28x28 with bf16 autocast.
 Schedules are DDPM's discrete ones (T steps, step n at t = n/T); training draws n ~ U{1..T}.
 (The learned-variance model is ``utils.lessons.ch03_learned_variance.hybrid_ddpm``.)
 """
@@ -114,7 +115,7 @@ def digits_config(profile: str | None = None) -> tuple[dict, TrainConfig]:
     cpu: a narrow UNet (16 channels, 0.16 M parameters) trained for 3,500 steps beats a 32-channel one given
     about the same compute (1,500 steps): FD ratio at n = 1000 with 100 ancestral steps 1.26–2.14 over four
     sample sets against 1.88–2.06 over two (1.72–2.32 with a constant learning rate: the decay's effect is
-    within the noise). Training takes about 3 minutes on two cores.
+    within the noise). Its shipped file took 253 s to train on two idle cores (``checkpoints/MANIFEST.json``).
     """
     model = by_profile(smoke=dict(base_channels=8, channel_mults=(1, 2)),
                        cpu=dict(base_channels=16, channel_mults=(1, 2)),
