@@ -41,10 +41,7 @@ def test_recipe_sampler_returns_the_one_data_point():
 
 
 def test_dry_run_writes_the_side_by_side_report(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "COURSE_PROFILE": "smoke",
-           "COURSE_CACHE_DIR": str(tmp_path / "c")}
-    done = subprocess.run([sys.executable, "-m", "utils.eval.bench", "--dry-run", "--out", str(tmp_path / "b.json")],
-                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    done = bench(tmp_path, "--dry-run", "--out", str(tmp_path / "b.json"))
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["dry_run"] is True and report["k"] == 3 and report["profile"] == "smoke"
@@ -56,3 +53,20 @@ def test_dry_run_writes_the_side_by_side_report(tmp_path):
     assert row["course"]["train_s"] < 10 * row["budget_s"] + 10  # the step count follows the budget
     assert row["verdict"] in ("course better", "diffusers better", "within noise")
     assert markdown_table(report) in done.stdout
+
+
+def bench(tmp_path, *args):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "", "COURSE_PROFILE": "smoke",
+           "COURSE_CACHE_DIR": str(tmp_path / "c")}
+    return subprocess.run([sys.executable, "-m", "utils.eval.bench", *args], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_recipe_mode_trains_with_the_changed_config(tmp_path):
+    done = bench(tmp_path, "--dry-run", "--recipe", "steps=3", "lr=0.004", "lr_decay=constant")
+    assert done.returncode == 0, done.stderr[-3000:]
+    out = json.loads(done.stdout.splitlines()[-2])
+    assert out["config"]["steps"] == 3 and out["config"]["lr"] == 0.004 and out["config"]["lr_decay"] == "constant"
+    assert len(out["fd"]) == 3 and all(f > 0 for f in out["fd"])
+    wrong = bench(tmp_path, "--recipe", "step=3")  # a misspelt field is refused, not ignored
+    assert wrong.returncode == 2 and "not a TrainConfig field" in wrong.stderr
