@@ -105,8 +105,8 @@ def make_ema(model: torch.nn.Module, config: TrainConfig) -> AveragedModel:
 
 def make_optimizer(model: torch.nn.Module, config: TrainConfig, device) -> torch.optim.AdamW:
     """AdamW with ``config``'s lr and weight decay; the fused kernel on CPU and CUDA (one kernel for all
-    parameters instead of a loop over ~100 small tensors: a 0.16 M-parameter UNet's step drops from about 14 ms
-    to 2 ms on two CPU cores), PyTorch's default elsewhere."""
+    parameters instead of PyTorch's default over ~100 small tensors: for the 0.16 M-parameter digits UNet the
+    optimizer step takes 2.4 ms instead of 11.9 on two CPU cores), PyTorch's default elsewhere."""
     fused = True if torch.device(device).type in ("cpu", "cuda") else None
     return torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay, fused=fused)
 
