@@ -45,6 +45,7 @@ def test_dry_run_writes_the_side_by_side_report(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "b.json").read_text())
     assert report["dry_run"] is True and report["k"] == 3 and report["profile"] == "smoke"
+    assert report["unet_call_ms"]["before_ms"] > 0 and report["unet_call_ms"]["after_ms"] > 0
     (row,) = report["rows"]
     for side in ("course", "diffusers"):
         r = row[side]

@@ -144,6 +144,7 @@ def run(budgets, *, n: int, k: int, sample_steps: int) -> dict:
     data = image_data()
     device = get_device()
     shape = tuple(data.train_x.shape[1:])
+    speed = {"before_ms": unet_call_ms()}
     rows = []
     for budget in budgets:
         den, c_steps, c_sec = train_course(data, budget)
@@ -160,8 +161,31 @@ def run(budgets, *, n: int, k: int, sample_steps: int) -> dict:
                                    "samples_per_s": d_sps},
                      "verdict": verdict["verdict"], "text": verdict["text"]})
         print(format_row(rows[-1]), flush=True)
-    return {"profile": get_profile(), "device": str(device), "machine": machine(), "data": data.name,
+    speed["after_ms"] = unet_call_ms()
+    return {"profile": get_profile(), "device": str(device), "machine": machine(), "unet_call_ms": speed,
+            "data": data.name,
             "n": n, "k": k, "sample_steps": sample_steps, "torch": torch.__version__, "rows": rows}
+
+
+@torch.no_grad()
+def unet_call_ms(batch: int = 1000, repeats: int = 7) -> float:
+    """The machine's speed as this benchmark sees it: median milliseconds of one forward pass of the profile's
+    (untrained) digits UNet on ``batch`` images. The same machine has measured anywhere from about 100 to 215 ms
+    (cpu profile, two cores) at different hours, so every timing in a report should be read beside this."""
+    data = image_data()
+    _, spec, _, _ = digits_recipe(data)
+    net = UNet(**spec.net).to(get_device()).eval()
+    x = torch.randn(batch, *data.train_x.shape[1:], device=get_device())
+    t = torch.rand(batch, device=get_device())
+    net(x, t)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        net(x, t)
+        if x.device.type == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - t0)
+    return 1000 * float(np.median(times))
 
 
 def machine() -> str:
@@ -179,8 +203,11 @@ def format_row(row: dict) -> str:
 
 def markdown_table(report: dict) -> str:
     """The report as the README's table."""
-    lines = [f"{report['data']}, {report['device']} ({report['machine']}), FD ratio mean ± sd over k = {report['k']} "
-             f"sets of n = {report['n']}, {report['sample_steps']} ancestral steps:", "",
+    speed = report.get("unet_call_ms")
+    pace = (f"; one digits-UNet call on 1,000 images took {speed['before_ms']:.0f} ms before and "
+            f"{speed['after_ms']:.0f} ms after") if speed else ""
+    lines = [f"{report['data']}, {report['device']} ({report['machine']}{pace}), FD ratio mean ± sd over k = "
+             f"{report['k']} sets of n = {report['n']}, {report['sample_steps']} ancestral steps:", "",
              "| budget | course FD ratio | course steps (steps/s) | diffusers FD ratio | diffusers steps (steps/s) "
              "| verdict | samples/s course / diffusers |", "|---|---|---|---|---|---|---|"]
     for r in report["rows"]:
