@@ -482,8 +482,8 @@ print("latent vs pixel:", compare(fd["latent, f = 4"], fd["pixel, f = 1"], names
 # one on the 32×32 pixels 103 MFLOP (15.8×); decoding adds 5.5 MFLOP once per image, less than one network call. At
 # about equal training compute (3.2 TFLOP for the autoencoder and the latent DDPM together, 3.0 TFLOP for the pixel
 # model's 150 steps) the latent model makes digits (FD ratio 2.34 ± 0.43) and the pixel model does not yet (30.6 ±
-# 2.1): "latent better", beyond noise. Sampling 100 images took 0.2–0.5 s in latent space and 1.8–5 s in pixels
-# (five runs on a machine sometimes shared with other work): five to sixteen times less, around the FLOP ratio of
+# 2.1): "latent better", beyond noise. Sampling 100 images took 0.2–0.5 s in latent space and 1.3–5 s in pixels
+# (six runs, on a machine whose pace changes from hour to hour): five to sixteen times less, around the FLOP ratio of
 # about 15 at 10 calls with decoding (10 × 6.5 + 5.5 against 10 × 103 MFLOP); single runs of a few seconds move with
 # the machine's load. In training
 # *seconds* the latent pipeline was slower here (175 s against 118 s): small convolutions on tiny grids run at fewer
