@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import importlib.util
 import json
 import platform
 import time
@@ -110,6 +111,14 @@ def train_course(data, budget_s: float, seed: int = 0, probe_steps: int = 20) ->
     return Denoiser(result.model, sch, clip_x0=(-1.0, 1.0)), steps, result.seconds
 
 
+def course_sampler(den: Denoiser, shape: tuple[int, ...], sample_steps: int):
+    """``sample(n, generator)`` -> n DDPM samples (n, *shape) of ``den`` with ``sample_steps`` ancestral steps, on
+    the CPU (noise drawn on the CPU from the generator)."""
+    device = next(den.net.parameters()).device
+    ts = time_grid(sample_steps, T=den.schedule.T).to(device)
+    return lambda n, g: sample_ddpm(den, torch.randn(n, *shape, generator=g).to(device), ts, generator=g).cpu()
+
+
 def score_sets(sample, n: int, k: int, data) -> tuple[list[float], float]:
     """FD ratios of k sets of n samples (set j from seed j) and the samples/s of drawing them."""
     ratios, seconds = [], 0.0
@@ -131,11 +140,7 @@ def recipe_quality(overrides: dict, *, n: int = 1000, k: int = 3, sample_steps: 
     torch.manual_seed(cfg.seed)  # seeded initial weights: a run repeats exactly
     result = train(UNet(**spec.net), loss_fn, data.train_x.to(get_device()), cfg, progress=False)
     den = Denoiser(result.model, sch, clip_x0=(-1.0, 1.0))
-    device = get_device()
-    shape = tuple(data.train_x.shape[1:])
-    fd, _ = score_sets(lambda m, g: sample_ddpm(den, torch.randn(m, *shape, generator=g).to(device),
-                                                time_grid(sample_steps, T=sch.T).to(device), generator=g).cpu(),
-                       n, k, data)
+    fd, _ = score_sets(course_sampler(den, tuple(data.train_x.shape[1:]), sample_steps), n, k, data)
     return {"config": cfg.to_dict(), "train_s": result.seconds, "steps_per_s": cfg.steps / result.seconds, "fd": fd}
 
 
@@ -148,9 +153,7 @@ def run(budgets, *, n: int, k: int, sample_steps: int) -> dict:
     rows = []
     for budget in budgets:
         den, c_steps, c_sec = train_course(data, budget)
-        c_fd, c_sps = score_sets(lambda m, g: sample_ddpm(den, torch.randn(m, *shape, generator=g).to(device),
-                                                          time_grid(sample_steps, T=den.schedule.T).to(device),
-                                                          generator=g).cpu(), n, k, data)
+        c_fd, c_sps = score_sets(course_sampler(den, shape, sample_steps), n, k, data)
         unet, d_steps, d_sec = train_diffusers_recipe(data.train_x.to(device), budget)
         d_fd, d_sps = score_sets(lambda m, g: sample_diffusers_recipe(unet, m, sample_steps, shape, g), n, k, data)
         verdict = compare(c_fd, d_fd, names=("course", "diffusers"))
@@ -249,9 +252,7 @@ def main(argv=None) -> int:
         return 0
     if args.dry_run:
         args.budgets, args.n, args.sample_steps = [1.0], 16, 4
-    try:
-        import diffusers  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("diffusers") is None:
         parser.error("needs diffusers: pip install -e '.[bench]' (make bench installs it)")
     report = run(args.budgets, n=args.n, k=args.k, sample_steps=args.sample_steps)
     report["dry_run"] = args.dry_run
