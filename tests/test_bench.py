@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import torch
 
-from utils.eval.bench import RECIPE_T, markdown_table, sample_diffusers_recipe
+from utils.eval.bench import RECIPE_T, markdown_table, recipe_scheduler, sample_diffusers_recipe
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,9 +20,8 @@ class ExactOnePoint(torch.nn.Module):
 
     def __init__(self, c: torch.Tensor, shift: int = 0):
         super().__init__()
-        from diffusers import DDPMScheduler
         self.c, self.shift = c, shift
-        self.ab = DDPMScheduler(num_train_timesteps=RECIPE_T, beta_schedule="squaredcos_cap_v2").alphas_cumprod
+        self.ab = recipe_scheduler().alphas_cumprod
         self.dummy = torch.nn.Parameter(torch.zeros(()))
 
     def forward(self, x, n):

@@ -55,14 +55,19 @@ def diffusers_recipe_unet(image_size: int):
                        up_block_types=("AttnUpBlock2D", "AttnUpBlock2D", "UpBlock2D"))
 
 
+def recipe_scheduler():
+    """The recipe's ``DDPMScheduler``: the cosine schedule ("squaredcos_cap_v2") over ``RECIPE_T`` steps."""
+    from diffusers import DDPMScheduler
+    return DDPMScheduler(num_train_timesteps=RECIPE_T, beta_schedule="squaredcos_cap_v2")
+
+
 def train_diffusers_recipe(x_train: torch.Tensor, budget_s: float, seed: int = 0) -> tuple[torch.nn.Module, int, float]:
     """Train the recipe's UNet on images x_train (N, 1, H, W) in [−1, 1] until ``budget_s`` seconds have passed.
     Returns (unet in eval mode, steps, seconds)."""
-    from diffusers import DDPMScheduler
     torch.manual_seed(seed)
     device = x_train.device
     unet = diffusers_recipe_unet(x_train.shape[-1]).to(device).train()
-    sched = DDPMScheduler(num_train_timesteps=RECIPE_T, beta_schedule="squaredcos_cap_v2")
+    sched = recipe_scheduler()
     opt = torch.optim.AdamW(unet.parameters(), lr=RECIPE_LR)
     gen = torch.Generator().manual_seed(seed)
     steps, t0 = 0, time.perf_counter()
@@ -82,9 +87,8 @@ def train_diffusers_recipe(x_train: torch.Tensor, budget_s: float, seed: int = 0
 @torch.no_grad()
 def sample_diffusers_recipe(unet, n: int, steps: int, shape: tuple[int, ...], generator: torch.Generator) -> torch.Tensor:
     """n samples (n, *shape) with ``steps`` ancestral steps of the recipe's ``DDPMScheduler``, on the CPU."""
-    from diffusers import DDPMScheduler
     device = next(unet.parameters()).device
-    sched = DDPMScheduler(num_train_timesteps=RECIPE_T, beta_schedule="squaredcos_cap_v2")
+    sched = recipe_scheduler()
     sched.set_timesteps(steps)
     x = torch.randn(n, *shape, generator=generator).to(device)
     for t in sched.timesteps:

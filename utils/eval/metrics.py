@@ -309,8 +309,8 @@ def _fd_reference(clf, data) -> tuple:
     """(train features, test mean, test covariance, its square root) of ``data`` under ``clf``: the part of
     ``fd_ratio`` that does not depend on the samples, computed once per classifier and data set (about half of
     each call's time before), keyed by a fingerprint of the two splits."""
-    key = (data.name, tuple(data.train_x.shape), tuple(data.test_x.shape), float(data.train_x.double().sum()),
-           float(data.test_x.double().sum()))
+    key = (data.name, tuple(data.train_x.shape), tuple(data.test_x.shape),
+           float(data.train_x.sum(dtype=torch.float64)), float(data.test_x.sum(dtype=torch.float64)))
     memo = clf.__dict__.setdefault("_fd_reference", {})
     if key not in memo:
         train_feats = classifier_features(clf, data.train_x)
