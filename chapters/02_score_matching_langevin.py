@@ -676,7 +676,7 @@ plt.show()
 # paper's "with and without the final denoising step".
 
 # %% slideshow={"slide_type": "-"}
-N_IMG = by_profile(smoke=64, cpu=500, gpu=2000)
+N_IMG = by_profile(smoke=64, cpu=300, gpu=2000)
 shape = (N_IMG, *x_img.shape[1:])
 last = L_img - 1
 curve_levels = [i for i in range(L_img) if img_sigmas[i] <= 2.0]
@@ -741,7 +741,7 @@ plt.show()
 # Read the curve from left to right (σ decreasing; it shows set 1). Without the denoising step the FD ratio falls as
 # the noise left in the chain shrinks, and it levels off once that noise is below what the classifier can see. With
 # the step, a chain stopped at an intermediate σ is as good as the full ladder within the noise of three sample sets
-# (printed above: 2.29 ± 0.54 against 2.47 ± 0.55, "within noise"): the last levels cost most of the steps (in the
+# (printed above: 1.75 ± 0.49 against 1.79 ± 0.17, "within noise"): the last levels cost most of the steps (in the
 # paper's recipe too) and add nothing measurable here. The "best level" is chosen on set 1 and on the same test
 # split the FD uses, so that comparison is slightly optimistic.
 
@@ -938,14 +938,14 @@ for name, bed, what, before, after in rows:
 #   best, L = 58, beyond noise).
 # - **ε** with only a few steps per level: NCSN's ε = 2·10⁻⁵ moves the chain too little (pixel FD ratio 9.2);
 #   Technique 4's ε lets each level equilibrate (1.8). With the learned network, more steps per level also help
-#   (FD ratio 4.0 → 2.5 from T = 5 to T = 20, beyond the noise of three sets).
-# - **EMA** is the largest single effect on the learned models (digits: FD ratio 13.4 → 2.5; 2-D: SW ratio
+#   (FD ratio 2.9 → 1.8 from T = 5 to T = 20, beyond the noise of three sets).
+# - **EMA** is the largest single effect on the learned models (digits: FD ratio 9.2 → 1.8; 2-D: SW ratio
 #   2.5 → 1.2): with a constant learning rate the last weights are noisy, and their scores are bad enough that
-#   denoising does not rescue them (13.6 → 13.3, within noise).
+#   denoising does not rescue them (8.8 → 9.0, within noise).
 # - **The denoising step** removes the noise of the level where the chain stops. At σ_L = 0.01 that noise is below
-#   what an 8×8 classifier sees, and the step changes nothing (within noise); stopped earlier, at σ = 0.42, the
-#   chain is noisy and Tweedie's step is a large improvement (5.1 → 2.3), which brings it level with the full
-#   ladder (2.3 against 2.5, within noise; section 6). On CIFAR-10 the Inception features *do* see σ = 0.01 noise,
+#   what an 8×8 classifier sees, and the step changes nothing (within noise); stopped earlier, at σ = 0.23, the
+#   chain is noisy and Tweedie's step is a clear improvement (2.2 → 1.75, beyond noise), which brings it level with
+#   the full ladder (1.75 against 1.79, within noise; section 6). On CIFAR-10 the Inception features *do* see σ = 0.01 noise,
 #   which is why NCSNv2 gains so much from it (next section).
 
 # %% [markdown] slideshow={"slide_type": "slide"}
@@ -1006,8 +1006,8 @@ print("  NCSNv2's gain from the denoising step at the end of the ladder reproduc
 # true 0.2 (0.22 ± 0.02; exact samples 0.19 ± 0.01), and the comparison of the weight errors is beyond noise (the
 # annealed samples also carry the N(0, σ_L² = 1) noise of their last level, hence the wider clouds).
 # NCSNv2's Table 1 shows the denoising step turning FID 31.75 into 10.87 on CIFAR-10; at the end of our ladder the
-# step changes nothing (2.47 → 2.48, within noise), so that result does not reproduce here; our digits show the
-# effect only when the chain stops at a noise level the classifier can see (the "stopped" row, 5.05 → 2.29). The absolute
+# step changes nothing (1.79 → 1.79, within noise), so that result does not reproduce here; our digits show the
+# effect only when the chain stops at a noise level the classifier can see (the "stopped" row, 2.19 → 1.75). The absolute
 # numbers cannot be compared: FID on 32×32 colour images with Inception features versus a Fréchet ratio on 8×8
 # digits with a small classifier, and models trained for minutes on a CPU instead of days on GPUs. Note also that
 # in NCSNv2's table the *original* NCSN gets *worse* with denoising (25.32 → 29.8): the step helps only when the

@@ -938,7 +938,7 @@ print("wrote", gif.name, "with", len(frames) + 8, "frames")
 # the PC column, same x_T and noise as the table, and compare each row's best with its P2N cell (equal cost):
 
 # %% slideshow={"slide_type": "-"} tags=["nbval-ignore-output"]
-SNRS = by_profile(smoke=(0.1, 0.16), cpu=(0.05, 0.1, 0.16, 0.3), gpu=(0.05, 0.1, 0.16, 0.3))
+SNRS = by_profile(smoke=(0.1, 0.16), cpu=(0.05, 0.1, 0.16), gpu=(0.05, 0.1, 0.16, 0.3))
 t0 = time.perf_counter()
 snr_sweep, snr_parts = {}, {}
 for pred in sv.TABLE1_PREDICTORS:
