@@ -65,13 +65,10 @@ test: $(BENCH_STAMP)
 unit: $(BENCH_STAMP)
 	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests --ignore=tests/browser
 
-# Prints each chapter's wall-clock seconds; COURSE_CACHE_DIR=$(mktemp -d) make course times a cold run.
+# Executes every chapter in place and prints its wall-clock seconds; COURSE_CACHE_DIR=$(mktemp -d) make course
+# times a cold run. docs/execute_chapters.py is nbconvert's executor with the kernel's replies polled in 1-s slices.
 course: $(STAMP)
-	@for nb in $(NOTEBOOKS); do \
-		echo "== $$nb"; start=$$(date +%s); \
-		$(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=3600 $$nb || exit 1; \
-		echo "   $$nb: $$(( $$(date +%s) - start )) s"; \
-	done
+	$(BIN)/python docs/execute_chapters.py --timeout 3600 $(NOTEBOOKS)
 
 # The website: stored outputs only, nothing executed (about a minute). Serve it: python -m http.server -d build/site
 site: $(DOCS_STAMP)
