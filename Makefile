@@ -65,10 +65,12 @@ test: $(BENCH_STAMP)
 unit: $(BENCH_STAMP)
 	COURSE_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist loadscope tests --ignore=tests/browser
 
-# Executes every chapter in place and prints its wall-clock seconds; COURSE_CACHE_DIR=$(mktemp -d) make course
-# times a cold run. docs/execute_chapters.py is nbconvert's executor with the kernel's replies polled in 1-s slices.
+# Executes every chapter in place, JOBS at a time (each kernel on its share of the cores), and prints the seconds
+# of each and of all; COURSE_CACHE_DIR=$(mktemp -d) make course times a cold run, JOBS=1 one chapter at a time.
+# docs/execute_chapters.py is nbconvert's executor with the kernel's replies polled in 1-s slices.
+JOBS ?= 2
 course: $(STAMP)
-	$(BIN)/python docs/execute_chapters.py --timeout 3600 $(NOTEBOOKS)
+	$(BIN)/python docs/execute_chapters.py --timeout 3600 --jobs $(JOBS) $(NOTEBOOKS)
 
 # The website: stored outputs only, nothing executed (about a minute). Serve it: python -m http.server -d build/site
 site: $(DOCS_STAMP)

@@ -4,6 +4,7 @@ ZeroMQ wake-up costs one slice instead of the cell's whole timeout, and a notebo
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 import time
 from pathlib import Path
@@ -76,3 +77,21 @@ def test_a_widget_notebook_executes_in_place(tmp_path, monkeypatch, capsys):
     assert any("widget-view" in k for o in done.cells[0].outputs for k in o.get("data", {}))
     assert done.cells[1].outputs[0]["text"] == "after the widget\n"
     assert f"{path}:" in capsys.readouterr().out
+
+
+def test_notebooks_run_in_parallel_on_a_share_of_the_cores(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    paths = []
+    for name, source in (("a", "import os\nprint(os.environ['OMP_NUM_THREADS'])"), ("b", "print('b ran')"),
+                         ("c", "raise ValueError('c fails')")):
+        paths.append(tmp_path / f"{name}.ipynb")
+        nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(source)]), paths[-1])
+    assert execute_chapters.run_in_parallel(paths[:2], timeout=120, jobs=2) == 0
+    share = max(1, len(os.sched_getaffinity(0)) // 2)
+    assert nbformat.read(paths[0], as_version=4).cells[0].outputs[0]["text"] == f"{share}\n"
+    assert nbformat.read(paths[1], as_version=4).cells[0].outputs[0]["text"] == "b ran\n"
+    out = capsys.readouterr().out
+    assert f"{paths[0]}:" in out and f"{paths[1]}:" in out
+    # a failing notebook fails the run, and says which
+    assert execute_chapters.run_in_parallel(paths[1:], timeout=120, jobs=2) == 1
+    assert f"failed: {paths[2]}" in capsys.readouterr().out
