@@ -4,9 +4,9 @@ seconds: what ``make course`` runs.
     python docs/execute_chapters.py chapters/03_ddpm.ipynb [...] [--timeout 3600] [--jobs 2]
 
 ``--jobs N`` runs N notebooks at a time, each kernel with an equal share of the usable cores as threads
-(``OMP_NUM_THREADS``, unless set). The small convolutions of the ``cpu`` profile use a second thread poorly (one
-digits-UNet call on 1,000 images: about 1.5x faster on two threads than on one), so two chapters on one thread each
-get through the course faster than one chapter at a time on two.
+(``OMP_NUM_THREADS``, unless set). Much of a chapter runs on one thread anyway, and the ``cpu`` profile's small
+convolutions use a second one only in part (one digits-UNet call on 1,000 images: 1.5-1.9x faster on two threads),
+so on two cores two chapters on one thread each get through the course faster than one at a time on two threads.
 
 Why not nbconvert itself: its client waits for a cell's reply with one long poll of the kernel's shell socket
 (the whole cell timeout). ZeroMQ signals a socket's file descriptor only on an edge, and that wake-up is sometimes
@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"== {path}", flush=True)
             print(f"   {path}: {execute(path, args.timeout):.0f} s", flush=True)
         code = 0
-    print(f"all {len(args.notebooks)}: {time.perf_counter() - start:.0f} s", flush=True)
+    if len(args.notebooks) > 1:
+        print(f"all {len(args.notebooks)}: {time.perf_counter() - start:.0f} s", flush=True)
     return code
 
 
