@@ -60,14 +60,19 @@ def execute(path: Path, timeout: int = 3600) -> float:
     return time.perf_counter() - start
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its affinity where the system tells it, else all of them)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def run_in_parallel(paths: list[Path], timeout: int, jobs: int) -> int:
     """Run each notebook in its own process of this script, ``jobs`` at a time (in the given order), printing each
     one's report when it ends; 0 if all succeeded, else 1 (the running ones finish, no new one starts)."""
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, len(os.sched_getaffinity(0)) // jobs)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, usable_cores() // jobs)))
     waiting, running, failed = list(paths), {}, []
     while waiting or running:
-        while waiting and not failed and len(running) < jobs:
+        while waiting and len(running) < jobs:
             path, log = waiting.pop(0), tempfile.TemporaryFile("w+")  # a file, not a pipe: it never fills up
             running[path] = (subprocess.Popen([sys.executable, __file__, str(path), "--timeout", str(timeout)],
                                               env=env, stdout=log, stderr=subprocess.STDOUT), log)
