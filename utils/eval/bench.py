@@ -170,8 +170,7 @@ def run(budgets, *, n: int, k: int, sample_steps: int) -> dict:
         print(format_row(rows[-1]), flush=True)
     speed["after_ms"] = unet_call_ms()
     return {"profile": get_profile(), "device": str(device), "machine": machine(), "unet_call_ms": speed,
-            "data": data.name,
-            "n": n, "k": k, "sample_steps": sample_steps, "torch": torch.__version__, "rows": rows}
+            "data": data.name, "n": n, "k": k, "sample_steps": sample_steps, "torch": torch.__version__, "rows": rows}
 
 
 @torch.no_grad()
